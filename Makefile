@@ -1,0 +1,52 @@
+# inferwatch: the two commands are `make run` and `make test`; the rest are their parts.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KAFKA := services/kafka/kafka.sh
+RUN_PORT ?= 9092
+TEST_PORT ?= 19092
+METRICS_PORT ?= 9108
+
+.PHONY: run test setup unit integration lint typecheck kafka-fetch clean help
+
+help:
+	@echo "make run    start a local broker, a worker and a replay of the sample; /metrics on :$(METRICS_PORT)"
+	@echo "make test   install what is missing, start the broker, run every test, stop the broker"
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "python3 (>= 3.11) is missing" >&2; exit 1; }
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is needed" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed kafka-fetch
+
+kafka-fetch:
+	@$(KAFKA) fetch
+
+run: setup
+	@KAFKA_PORT=$(RUN_PORT) $(KAFKA) run $(PY) -m streams.devrun --broker 127.0.0.1:$(RUN_PORT) --metrics-port $(METRICS_PORT)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check streams detectors tests bench
+	$(VENV)/bin/ruff format --check streams detectors tests bench
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -m "not integration" tests
+
+integration: setup
+	KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env INFERWATCH_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
+	  $(PY) -m pytest -m integration tests
+
+test: setup lint typecheck
+	KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env INFERWATCH_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
+	  $(PY) -m pytest --doctest-modules streams detectors tests
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

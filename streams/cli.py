@@ -1,0 +1,124 @@
+"""The ``inferwatch`` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from streams.config import DEFAULT_CONFIG_PATH, Config, load_config
+from streams.errors import ConfigError, InferwatchError
+
+
+def _load(config: Path | None, **overrides: object) -> Config:
+    path = config or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    try:
+        return load_config(path, env=os.environ, overrides=overrides)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="inferwatch")
+def main() -> None:
+    """inferwatch: real-time analyzer of AI traffic on operator networks.
+
+    Configuration: --config FILE (default config/inferwatch.yaml), then environment variables
+    INFERWATCH_<SECTION>__<KEY> (for example INFERWATCH_KAFKA__BROKER), then flags.
+    """
+
+
+@main.command()
+@click.option("--broker", help="Kafka bootstrap server HOST:PORT (kafka.broker).")
+@click.option("--metrics-port", type=int, help="Port of /metrics and /healthz (http.port).")
+@click.option("--metrics-host", help="Address to bind /metrics and /healthz to (http.host).")
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False))
+def worker(
+    broker: str | None, metrics_port: int | None, metrics_host: str | None, config: Path | None
+) -> None:
+    """Consume flows.raw, dead-letter bad records, publish flows.v1, serve /metrics and /healthz.
+
+    Runs until SIGTERM or Ctrl-C, then commits what it has processed and exits.
+    """
+    from streams.worker import run_worker
+
+    cfg = _load(
+        config, **{"kafka.broker": broker, "http.port": metrics_port, "http.host": metrics_host}
+    )
+    try:
+        run_worker(cfg)
+    except InferwatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def check_config(file: Path) -> None:
+    """Validate a configuration FILE (with the INFERWATCH_* environment applied); print it."""
+    import yaml
+
+    cfg = _load(file)
+    click.echo(yaml.safe_dump(cfg.model_dump(), sort_keys=False).rstrip())
+    click.echo(f"# {file}: valid", err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--broker", help="Kafka bootstrap server HOST:PORT.")
+@click.option("--topic", help="Topic to publish to (default: kafka.topics.raw, flows.raw).")
+@click.option(
+    "--rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Records per second; 0 = as fast as possible.",
+)
+@click.option(
+    "--loop",
+    "loops",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Times to replay the file; 0 = forever.",
+)
+@click.option(
+    "--retime/--no-retime",
+    default=False,
+    show_default=True,
+    help="Shift each record's timestamps so the file starts now (pmacct, goflow2, native).",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False))
+def replay(
+    file: Path,
+    broker: str | None,
+    topic: str | None,
+    rate: float,
+    loops: int,
+    retime: bool,
+    progress: bool,
+    config: Path | None,
+) -> None:
+    """Publish the flow records of FILE (one per line, any supported format) to flows.raw."""
+    from streams.replay import replay_file
+
+    cfg = _load(config, **{"kafka.broker": broker})
+    try:
+        summary = replay_file(
+            cfg,
+            file,
+            topic=topic,
+            rate=rate,
+            loops=loops,
+            retime=retime,
+            progress=progress,
+        )
+    except InferwatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(summary.describe())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

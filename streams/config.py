@@ -1,0 +1,152 @@
+"""Typed configuration: defaults in code, commented YAML in config/, env overrides, no unknown keys.
+
+Precedence, lowest first: the defaults below, the YAML file, then environment variables named
+``INFERWATCH_<SECTION>__<KEY>`` (values parsed as YAML scalars), then command-line flags.
+
+>>> cfg = load_config(None, env={"INFERWATCH_KAFKA__BROKER": "127.0.0.1:19092"})
+>>> cfg.kafka.broker
+'127.0.0.1:19092'
+>>> load_config(None, env={"INFERWATCH_KAFKA__BROKR": "x"})
+Traceback (most recent call last):
+...
+streams.errors.ConfigError: INFERWATCH_KAFKA__BROKR: kafka.brokr: Extra inputs are not permitted
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streams.errors import ConfigError
+
+ENV_PREFIX = "INFERWATCH_"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "inferwatch.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicsConfig(_Section):
+    raw: str = "flows.raw"
+    flows: str = "flows.v1"
+    dlq: str = "flows.dlq.v1"
+    alerts: str = "alerts.v1"
+
+
+class KafkaConfig(_Section):
+    broker: str = "127.0.0.1:9092"
+    client_id: str = "inferwatch"
+    topics: TopicsConfig = TopicsConfig()
+    create_topics: bool = True
+    raw_partitions: int = Field(
+        4, ge=1, description="partitions of flows.raw when the worker creates it"
+    )
+    flows_partitions: int = Field(
+        8, ge=1, description="partitions of flows.v1 (the unit of link sharding)"
+    )
+    ingest_group: str = "inferwatch-ingest"
+    app_id: str = "inferwatch"
+    session_timeout_seconds: float = Field(30.0, gt=0)
+    max_message_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="producer and DLQ topic cap"
+    )
+
+
+class IngestConfig(_Section):
+    format: Literal["auto", "pmacct", "goflow2", "native"] = "auto"
+    max_record_bytes: int = Field(64 * 1024, ge=256)
+    max_batch_records: int = Field(10_000, ge=1)
+    poll_timeout_seconds: float = Field(0.2, gt=0)
+    commit_interval_seconds: float = Field(1.0, ge=0)
+    max_age_seconds: float = Field(366 * 86400, gt=0, description="older timestamps are invalid")
+    max_future_seconds: float = Field(86400, ge=0, description="later timestamps are invalid")
+    micro_batch_records: int = Field(2000, ge=1, description="records per flows.v1 message at most")
+
+
+class HttpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class WorkerConfig(_Section):
+    state_dir: str = ".cache/state"
+
+
+class Config(_Section):
+    kafka: KafkaConfig = KafkaConfig()
+    worker: WorkerConfig = WorkerConfig()
+    ingest: IngestConfig = IngestConfig()
+    http: HttpConfig = HttpConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, tuple[list[str], Any]]:
+    found: dict[str, tuple[list[str], Any]] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        found[name] = (path, yaml.safe_load(raw) if raw != "" else "")
+    return found
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}"
+
+
+def load_config(
+    path: str | Path | None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load and validate the configuration; raise ConfigError with the offending key."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        tree = loaded
+    try:
+        Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_format_error(exc)}") from exc
+    for name, (keypath, value) in _env_overrides(env or {}).items():
+        _set_path(tree, keypath, value)
+        try:
+            Config.model_validate(tree)
+        except ValidationError as exc:
+            raise ConfigError(f"{name}: {_format_error(exc)}") from exc
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(tree, dotted.split("."), value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from exc

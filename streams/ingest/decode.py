@@ -1,0 +1,370 @@
+"""Decode a whole batch of raw Kafka messages into one FlowBatch plus the refused ones.
+
+Per message there is one C call (msgspec) and a few list appends; everything else (unit
+conversion, sampling, timestamp parsing and the cross-field checks) runs column-wise in numpy.
+
+>>> d = BatchDecoder()
+>>> ok = b'{"ip_src":"10.0.0.1","ip_dst":"10.0.0.2","packets":2,"bytes":100,"ip_proto":"tcp"}'
+>>> res = d.decode([ok, b'{"ip_src":"10.0.0.1","packets":-1}', b"nope"], [1.7e9] * 3)
+>>> len(res.batch), [(r.index, r.reason.value) for r in res.rejects]
+(1, [(1, 'missing_field'), (2, 'not_json')])
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from detectors.flows import FORMATS, FlowBatch
+from streams.ingest.formats import (
+    DECODERS,
+    Goflow2Record,
+    NativeRecord,
+    PmacctRecord,
+    classify_error,
+    diagnose_unknown,
+    sniff,
+)
+from streams.ingest.reasons import Reason
+
+PROTO_NAMES = {
+    "ip": 0, "hopopt": 0, "icmp": 1, "igmp": 2, "ipip": 4, "ipencap": 4, "tcp": 6, "egp": 8,
+    "udp": 17, "ipv6": 41, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58,
+    "ipv6-icmp": 58, "eigrp": 88, "ospf": 89, "ospfigp": 89, "pim": 103, "vrrp": 112,
+    "l2tp": 115, "sctp": 132, "udplite": 136, "mpls-in-ip": 137,
+}  # fmt: skip
+
+
+@dataclass(slots=True)
+class Reject:
+    index: int  # position of the message in the input batch
+    reason: Reason
+    detail: str
+    fmt: str  # the sniffed format, or "unknown"
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    batch: FlowBatch
+    index: np.ndarray  # position in the input of each record of ``batch``
+    rejects: list[Reject] = field(default_factory=list)
+
+    def ok_by_format(self) -> dict[str, int]:
+        counts = np.bincount(self.batch.fmt, minlength=len(FORMATS))
+        return {name: int(c) for name, c in zip(FORMATS, counts, strict=True) if c}
+
+
+class _AddressCheck:
+    """Validates IP address strings, remembering a bounded number of good ones."""
+
+    def __init__(self, capacity: int = 65536) -> None:
+        self.capacity = capacity
+        self._good: set[str] = set()
+
+    def bad(self, values: np.ndarray) -> np.ndarray:
+        good = self._good
+        unknown = {v for v in values.tolist() if v not in good}
+        bad: set[str] = set()
+        for v in unknown:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                bad.add(v)
+        if len(good) + len(unknown) > self.capacity:
+            good.clear()
+        good.update(unknown - bad)
+        if not bad:
+            return np.zeros(len(values), dtype=bool)
+        return np.fromiter((v in bad for v in values.tolist()), dtype=bool, count=len(values))
+
+
+def _proto_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Protocol names or numbers to numbers; second array marks unknown names."""
+    out = np.zeros(len(values), dtype=np.int16)
+    bad = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if isinstance(v, int):
+            out[i] = v
+            continue
+        num = PROTO_NAMES.get(v.lower())
+        if num is None and v.isdigit() and int(v) <= 255:
+            num = int(v)
+        if num is None:
+            bad[i] = True
+        else:
+            out[i] = num
+    return out, bad
+
+
+def _flag_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    out = np.zeros(len(values), dtype=np.int32)
+    bad = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if isinstance(v, int):
+            out[i] = v
+        elif v.isdigit() and len(v) <= 5 and int(v) <= 0xFFFF:
+            out[i] = int(v)
+        else:
+            bad[i] = True
+    return out, bad
+
+
+def _pmacct_times(values: list[Any], default: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pmacct timestamps ("YYYY-MM-DD HH:MM:SS.ffffff" UTC, or epoch seconds) to float seconds."""
+    out = default.copy()
+    bad = np.zeros(len(values), dtype=bool)
+    present = [i for i, v in enumerate(values) if v is not None]
+    if not present:
+        return out, bad
+    strings = [i for i in present if isinstance(values[i], str)]
+    numbers = [i for i in present if not isinstance(values[i], str)]
+    if numbers:
+        out[numbers] = np.asarray([values[i] for i in numbers], dtype=np.float64)
+    if strings:
+        texts = [values[i] for i in strings]
+        try:
+            parsed = np.asarray(texts, dtype="datetime64[us]").astype(np.int64) / 1e6
+            out[strings] = parsed
+        except ValueError:
+            for i in strings:  # slow path: find the bad ones
+                out[i], bad[i] = _one_pmacct_time(values[i])
+    return out, bad
+
+
+def _one_pmacct_time(text: str) -> tuple[float, bool]:
+    try:
+        return float(np.datetime64(text, "us").astype(np.int64)) / 1e6, False
+    except ValueError:
+        pass
+    try:
+        return float(text), False
+    except ValueError:
+        return 0.0, True
+
+
+class BatchDecoder:
+    """Decodes batches of raw messages; inert, cheap to build, no I/O."""
+
+    def __init__(
+        self,
+        *,
+        fmt: str = "auto",
+        max_record_bytes: int = 64 * 1024,
+        max_age_seconds: float = 366 * 86400,
+        max_future_seconds: float = 86400,
+    ) -> None:
+        self.fmt = fmt
+        self.max_record_bytes = max_record_bytes
+        self.max_age_seconds = max_age_seconds
+        self.max_future_seconds = max_future_seconds
+        self._addresses = _AddressCheck()
+
+    def decode(
+        self, values: Sequence[bytes | None], kafka_ts: Sequence[float] | np.ndarray
+    ) -> DecodeResult:
+        """Decode ``values`` (Kafka message values); ``kafka_ts`` are their append times (s)."""
+        rejects: list[Reject] = []
+        parsed: dict[str, tuple[list[int], list[Any]]] = {f: ([], []) for f in FORMATS}
+        max_bytes = self.max_record_bytes
+        forced = None if self.fmt == "auto" else self.fmt
+        for i, value in enumerate(values):
+            if not value:
+                rejects.append(Reject(i, Reason.EMPTY, "empty message", "unknown"))
+                continue
+            if len(value) > max_bytes:
+                rejects.append(
+                    Reject(i, Reason.OVERSIZED, f"{len(value)} bytes > {max_bytes}", "unknown")
+                )
+                continue
+            fmt = forced or sniff(value)
+            if fmt is None:
+                reason, detail = diagnose_unknown(value)
+                rejects.append(Reject(i, reason, detail, "unknown"))
+                continue
+            try:
+                rec = DECODERS[fmt].decode(value)
+            except (msgspec.DecodeError, RecursionError, ValueError) as exc:
+                reason, detail = classify_error(exc)
+                rejects.append(Reject(i, reason, detail[:300], fmt))
+                continue
+            idx, recs = parsed[fmt]
+            idx.append(i)
+            recs.append(rec)
+
+        ts = np.asarray(kafka_ts, dtype=np.float64)
+        parts: list[FlowBatch] = []
+        indexes: list[np.ndarray] = []
+        for fmt, (idx, recs) in parsed.items():
+            if not recs:
+                continue
+            index = np.asarray(idx, dtype=np.int64)
+            batch, bad = _BUILDERS[fmt](recs, ts[index])
+            batch.fmt[:] = FORMATS.index(fmt)
+            parts.append(batch)
+            indexes.append(index)
+            rejects.extend(
+                Reject(int(index[j]), Reason.INVALID_VALUE, _BAD_DETAIL[fmt], fmt)
+                for j in np.flatnonzero(bad)
+            )
+        batch = FlowBatch.concat(parts)
+        index = np.concatenate(indexes) if indexes else np.zeros(0, dtype=np.int64)
+        if bad_fields := [r for r in rejects if r.reason is Reason.INVALID_VALUE]:
+            keep = ~np.isin(index, [r.index for r in bad_fields])
+            batch, index = batch.take(keep), index[keep]
+        batch, index = self._check(batch, index, ts, rejects)
+        rejects.sort(key=lambda r: r.index)
+        return DecodeResult(batch, index, rejects)
+
+    def _check(
+        self, batch: FlowBatch, index: np.ndarray, ts: np.ndarray, rejects: list[Reject]
+    ) -> tuple[FlowBatch, np.ndarray]:
+        """Cross-field checks over whole columns; refused rows leave the batch."""
+        if len(batch) == 0:
+            return batch, index
+        fmt_names = np.asarray(FORMATS, dtype=object)[batch.fmt]
+        appended = ts[index]
+        checks = (
+            (Reason.TIME_ORDER, batch.ts_end < batch.ts_start, "flow ends before it starts"),
+            (
+                Reason.TIME_RANGE,
+                (batch.ts_start < appended - self.max_age_seconds)
+                | (batch.ts_end > appended + self.max_future_seconds),
+                "timestamps too far from the Kafka append time",
+            ),
+            (
+                Reason.INVALID_VALUE,
+                self._addresses.bad(batch.src_ip) | self._addresses.bad(batch.dst_ip),
+                "not an IP address",
+            ),
+        )
+        refused = np.zeros(len(batch), dtype=bool)
+        for reason, mask, detail in checks:
+            mask = mask & ~refused
+            rejects.extend(
+                Reject(int(index[j]), reason, detail, str(fmt_names[j]))
+                for j in np.flatnonzero(mask)
+            )
+            refused |= mask
+        if refused.any():
+            keep = ~refused
+            return batch.take(keep), index[keep]
+        return batch, index
+
+
+_BAD_DETAIL = {
+    "pmacct": "unknown ip_proto name, bad tcp_flags or bad timestamp",
+    "goflow2": "unknown proto name",
+    "native": "pkts lists of unequal lengths",
+}
+
+
+def _ifaces(values: list[int | None]) -> np.ndarray:
+    return np.fromiter((-1 if v is None else v for v in values), dtype=np.int64, count=len(values))
+
+
+def _build_pmacct(recs: list[PmacctRecord], ts: np.ndarray) -> tuple[FlowBatch, np.ndarray]:
+    n = len(recs)
+    rate = np.fromiter((r.sampling_rate for r in recs), dtype=np.int64, count=n)
+    rate = np.maximum(rate, 1)
+    proto, bad_proto = _proto_numbers([r.ip_proto for r in recs])
+    flags, bad_flags = _flag_numbers([r.tcp_flags for r in recs])
+    start, bad_start = _pmacct_times([r.timestamp_start for r in recs], ts)
+    end, bad_end = _pmacct_times([r.timestamp_end for r in recs], start)
+    batch = FlowBatch.from_columns(
+        ts_start=start,
+        ts_end=end,
+        src_ip=[r.ip_src for r in recs],
+        dst_ip=[r.ip_dst for r in recs],
+        src_port=np.fromiter((r.port_src for r in recs), dtype=np.int32, count=n),
+        dst_port=np.fromiter((r.port_dst for r in recs), dtype=np.int32, count=n),
+        proto=proto,
+        bytes_fwd=np.fromiter((r.bytes for r in recs), dtype=np.int64, count=n) * rate,
+        packets_fwd=np.fromiter((r.packets for r in recs), dtype=np.int64, count=n) * rate,
+        sampling_rate=rate,
+        exporter=[r.peer_ip_src for r in recs],
+        iface_in=_ifaces([r.iface_in for r in recs]),
+        iface_out=_ifaces([r.iface_out for r in recs]),
+        tcp_flags=flags,
+    )
+    return batch, bad_proto | bad_flags | bad_start | bad_end
+
+
+def _build_goflow2(recs: list[Goflow2Record], ts: np.ndarray) -> tuple[FlowBatch, np.ndarray]:
+    n = len(recs)
+    rate = np.maximum(np.fromiter((r.sampling_rate for r in recs), dtype=np.int64, count=n), 1)
+    proto, bad_proto = _proto_numbers([r.proto for r in recs])
+    start_ns = np.fromiter((r.time_flow_start_ns for r in recs), dtype=np.int64, count=n)
+    end_ns = np.fromiter((r.time_flow_end_ns for r in recs), dtype=np.int64, count=n)
+    recv_ns = np.fromiter((r.time_received_ns for r in recs), dtype=np.int64, count=n)
+    # sFlow and some exporters give no flow times: fall back to reception, then to Kafka time.
+    fallback = np.where(recv_ns > 0, recv_ns / 1e9, ts)
+    start = np.where(start_ns > 0, start_ns / 1e9, fallback)
+    end = np.where(end_ns > 0, end_ns / 1e9, start)
+    batch = FlowBatch.from_columns(
+        ts_start=start,
+        ts_end=end,
+        src_ip=[r.src_addr for r in recs],
+        dst_ip=[r.dst_addr for r in recs],
+        src_port=np.fromiter((r.src_port for r in recs), dtype=np.int32, count=n),
+        dst_port=np.fromiter((r.dst_port for r in recs), dtype=np.int32, count=n),
+        proto=proto,
+        bytes_fwd=np.fromiter((r.bytes for r in recs), dtype=np.int64, count=n) * rate,
+        packets_fwd=np.fromiter((r.packets for r in recs), dtype=np.int64, count=n) * rate,
+        sampling_rate=rate,
+        exporter=[r.sampler_address for r in recs],
+        iface_in=_ifaces([r.in_if for r in recs]),
+        iface_out=_ifaces([r.out_if for r in recs]),
+        tcp_flags=np.fromiter((r.tcp_flags for r in recs), dtype=np.int32, count=n),
+    )
+    return batch, bad_proto
+
+
+def _build_native(recs: list[NativeRecord], ts: np.ndarray) -> tuple[FlowBatch, np.ndarray]:
+    n = len(recs)
+    rate = np.fromiter((r.sampling_rate for r in recs), dtype=np.int64, count=n)
+
+    def col(name: str, dtype: type[np.generic]) -> np.ndarray:
+        return np.fromiter((getattr(r, name) for r in recs), dtype=dtype, count=n)
+
+    bad = np.fromiter(
+        (
+            r.pkts is not None and not (len(r.pkts.size) == len(r.pkts.dir) == len(r.pkts.iat_us))
+            for r in recs
+        ),
+        dtype=bool,
+        count=n,
+    )
+    batch = FlowBatch.from_columns(
+        ts_start=col("ts_start", np.float64),
+        ts_end=col("ts_end", np.float64),
+        src_ip=[r.src_ip for r in recs],
+        dst_ip=[r.dst_ip for r in recs],
+        src_port=col("src_port", np.int32),
+        dst_port=col("dst_port", np.int32),
+        proto=col("proto", np.int16),
+        bytes_fwd=col("bytes_fwd", np.int64) * rate,
+        packets_fwd=col("packets_fwd", np.int64) * rate,
+        bytes_rev=col("bytes_rev", np.int64) * rate,
+        packets_rev=col("packets_rev", np.int64) * rate,
+        sampling_rate=rate,
+        exporter=[r.exporter for r in recs],
+        iface_in=_ifaces([r.iface_in for r in recs]),
+        iface_out=_ifaces([r.iface_out for r in recs]),
+        link=[r.link for r in recs],
+        tcp_flags=col("tcp_flags", np.int32),
+        server_name=[r.server_name for r in recs],
+        pkts=[r.pkts for r in recs],
+    )
+    return batch, bad
+
+
+_BUILDERS: dict[str, Any] = {
+    "pmacct": _build_pmacct,
+    "goflow2": _build_goflow2,
+    "native": _build_native,
+}

@@ -1,0 +1,133 @@
+"""Prometheus metrics of the worker, built into an injected CollectorRegistry.
+
+Base units (seconds, bytes), ``_total`` counters, and labels only from bounded sets: outcome,
+format, reason, topic and partition (as many as the topic has). Never an address or a port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.ingest.reasons import REASONS
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class BulkHistogram(Collector):
+    """A histogram that observes whole numpy arrays at once (one searchsorted, one bincount).
+
+    >>> reg = CollectorRegistry()
+    >>> h = BulkHistogram("demo_seconds", "Demo.", (0.1, 1.0), registry=reg)
+    >>> h.observe_many(np.array([0.05, 0.5, 5.0]))
+    >>> reg.get_sample_value("demo_seconds_bucket", {"le": "1.0"})
+    2.0
+    >>> reg.get_sample_value("demo_seconds_count")
+    3.0
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        slots = np.searchsorted(self.bounds, values, side="left")
+        self._counts += np.bincount(slots, minlength=len(self._counts))
+        self._sum += float(values.sum())
+
+    def collect(self) -> Iterable[Metric]:
+        cumulative = np.cumsum(self._counts)
+        buckets = [
+            (repr(float(b)), float(c)) for b, c in zip(self.bounds, cumulative, strict=False)
+        ]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        fam = HistogramMetricFamily(self.name, self.documentation)
+        fam.add_metric([], buckets, self._sum)
+        yield fam
+
+
+class LagCollector(Collector):
+    """Consumer lag per topic partition, read on scrape from a callback of the consumer."""
+
+    def __init__(
+        self, source: Callable[[], dict[tuple[str, int], int]], registry: CollectorRegistry
+    ) -> None:
+        self._source = source
+        registry.register(self)
+
+    def collect(self) -> Iterable[Metric]:
+        fam = GaugeMetricFamily(
+            "inferwatch_consumer_lag_records",
+            "Records of flows.raw not yet processed by this worker, per assigned partition.",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), lag in sorted(self._source().items()):
+            fam.add_metric([topic, str(partition)], float(lag))
+        yield fam
+
+
+class IngestMetrics:
+    """What the ingest stage counts; one instance per worker, on the worker's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.records = Counter(
+            "inferwatch_flow_records",
+            "Raw flow records read from flows.raw, by outcome (ok, invalid), format and reason.",
+            ["outcome", "format", "reason"],
+            registry=registry,
+        )
+        self.dead_letter_errors = Counter(
+            "inferwatch_dead_letter_publish_errors",
+            "Failed attempts to publish refused records to the dead-letter topic (retried).",
+            registry=registry,
+        )
+        self.batches = Counter(
+            "inferwatch_ingest_batches", "Batches read from flows.raw.", registry=registry
+        )
+        self.published = Counter(
+            "inferwatch_flow_batches_published",
+            "Micro-batches of normalised records published to flows.v1.",
+            registry=registry,
+        )
+        self.retries = Counter(
+            "inferwatch_ingest_retries",
+            "Batches processed again after a Kafka error (at-least-once).",
+            registry=registry,
+        )
+        self.latency = BulkHistogram(
+            "inferwatch_processing_latency_seconds",
+            "Time from a record's Kafka append until its effects are durable"
+            " (published normalised, or dead-lettered).",
+            LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.broker_up = Gauge(
+            "inferwatch_broker_up",
+            "1 when the worker's last request to the Kafka broker succeeded.",
+            registry=registry,
+        )
+        self.analysed = Counter(
+            "inferwatch_analysed_records",
+            "Normalised records taken from flows.v1 by the analysis agent.",
+            registry=registry,
+        )
+        self.wire_errors = Counter(
+            "inferwatch_flow_batch_errors",
+            "flows.v1 messages the analysis agent could not read (skipped, logged).",
+            registry=registry,
+        )
+        for reason in REASONS:  # every reason exists from the start, at 0
+            self.records.labels("invalid", "unknown", reason)

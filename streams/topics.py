@@ -1,0 +1,56 @@
+"""Create the topics the worker uses, before anything subscribes to them.
+
+A consumer that subscribes to a missing topic waits for a metadata refresh (minutes) before it
+sees partitions appear, so the worker makes sure its topics exist first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.config import Config
+from streams.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def wanted_topics(cfg: Config) -> list[NewTopic]:
+    k = cfg.kafka
+    big = {"max.message.bytes": str(k.max_message_bytes)}
+    return [
+        NewTopic(k.topics.raw, k.raw_partitions, 1),
+        NewTopic(k.topics.flows, k.flows_partitions, 1, topic_configs=big),
+        NewTopic(k.topics.dlq, k.raw_partitions, 1, topic_configs=big),
+        NewTopic(k.topics.alerts, 1, 1),
+    ]
+
+
+async def ensure_topics(cfg: Config, wait: float = 30.0) -> list[str]:
+    """Create the missing topics; return the names created. Raises ServiceError on failure."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=cfg.kafka.broker,
+        client_id=f"{cfg.kafka.client_id}-admin",
+        request_timeout_ms=int(wait * 1000),
+    )
+    try:
+        await asyncio.wait_for(admin.start(), wait)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await admin.close()
+        raise ServiceError(f"cannot reach the Kafka broker at {cfg.kafka.broker}: {exc!r}") from exc
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted_topics(cfg) if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
+                await admin.create_topics(missing)
+            log.info("created topics: %s", ", ".join(t.name for t in missing))
+        return [t.name for t in missing]
+    except KafkaError as exc:
+        raise ServiceError(f"cannot create topics on {cfg.kafka.broker}: {exc!r}") from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Regenerates tests/data/samples/{pmacct,goflow2}.jsonl with the real exporters and collectors:
+# softflowd meters live loopback traffic (HTTP downloads and UDP datagrams made here) and exports
+# NetFlow v9 to pmacct's nfacctd (print plugin, JSON: the same serialiser as its Kafka plugin)
+# and to goflow2 (JSON to a file). Needs root (softflowd captures on lo), Debian's pmacct and
+# softflowd, and goflow2 (`go install github.com/netsampler/goflow2/v2/cmd/goflow2@latest`).
+set -euo pipefail
+out="$(cd "$(dirname "$0")" && pwd)/samples"
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+goflow2="${GOFLOW2:-$(command -v goflow2 || echo "$HOME/go/bin/goflow2")}"
+for tool in nfacctd softflowd softflowctl "$goflow2"; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+cat >"$work/nfacctd.conf" <<EOF
+daemonize: false
+nfacctd_ip: 127.0.0.1
+nfacctd_port: 21000
+plugins: print[json]
+print_output[json]: json
+print_output_file[json]: $work/pmacct.json
+print_output_file_append[json]: true
+print_refresh_time[json]: 1
+aggregate[json]: src_host, dst_host, src_port, dst_port, proto, tcpflags, peer_src_ip, in_iface, out_iface, timestamp_start, timestamp_end, sampling_rate
+EOF
+nfacctd -f "$work/nfacctd.conf" >"$work/nfacctd.log" 2>&1 & pids+=($!)
+"$goflow2" -listen "netflow://127.0.0.1:21055" -format json -transport file \
+  -transport.file "$work/goflow2.json" >"$work/goflow2.log" 2>&1 & pids+=($!)
+# Two exporters on lo, one per collector; both see the same packets.
+softflowd -d -i lo -v 9 -n 127.0.0.1:21000 -c "$work/sf1.ctl" -p "$work/sf1.pid" >"$work/sf1.log" 2>&1 & pids+=($!)
+softflowd -d -i lo -v 9 -n 127.0.0.1:21055 -c "$work/sf2.ctl" -p "$work/sf2.pid" >"$work/sf2.log" 2>&1 & pids+=($!)
+sleep 1
+
+# Traffic: a few HTTP downloads of different sizes and some UDP datagrams.
+mkdir -p "$work/www"
+head -c 300000 /dev/urandom >"$work/www/big.bin"
+head -c 2000 /dev/urandom >"$work/www/small.bin"
+(cd "$work/www" && python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1) & pids+=($!)
+sleep 1
+for i in $(seq 1 12); do
+  python3 - "$i" <<'PY'
+import socket, sys, urllib.request
+i = int(sys.argv[1])
+name = "big.bin" if i % 3 == 0 else "small.bin"
+urllib.request.urlopen(f"http://127.0.0.1:18080/{name}").read()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(5 + i):
+    s.sendto(b"x" * (100 + 10 * i), ("127.0.0.1", 19999 + i))
+PY
+done
+sleep 1
+softflowctl -c "$work/sf1.ctl" expire-all >/dev/null
+softflowctl -c "$work/sf2.ctl" expire-all >/dev/null
+sleep 3
+
+mkdir -p "$out"
+# Keep only the flows of the generated traffic (not the exporters' own NetFlow datagrams).
+python3 - "$work" "$out" <<'PY'
+import json, sys
+work, out = sys.argv[1], sys.argv[2]
+collector_ports = {21000, 21055}
+def keep(sport, dport):
+    return sport not in collector_ports and dport not in collector_ports
+with open(f"{work}/pmacct.json") as f, open(f"{out}/pmacct.jsonl", "w") as o:
+    n = 0
+    for line in f:
+        r = json.loads(line)
+        if keep(r.get("port_src"), r.get("port_dst")):
+            o.write(json.dumps(r, separators=(",", ":")) + "\n"); n += 1
+print("pmacct records:", n)
+with open(f"{work}/goflow2.json") as f, open(f"{out}/goflow2.jsonl", "w") as o:
+    n = 0
+    for line in f:
+        r = json.loads(line)
+        if keep(r.get("src_port"), r.get("dst_port")):
+            o.write(json.dumps(r, separators=(",", ":")) + "\n"); n += 1
+print("goflow2 records:", n)
+PY
