@@ -7,7 +7,7 @@ conversion, sampling, timestamp parsing and the cross-field checks) runs column-
 >>> ok = b'{"ip_src":"10.0.0.1","ip_dst":"10.0.0.2","packets":2,"bytes":100,"ip_proto":"tcp"}'
 >>> res = d.decode([ok, b'{"ip_src":"10.0.0.1","packets":-1}', b"nope"], [1.7e9] * 3)
 >>> len(res.batch), [(r.index, r.reason.value) for r in res.rejects]
-(1, [(1, 'missing_field'), (2, 'not_json')])
+(1, [(1, 'negative_counter'), (2, 'not_json')])
 """
 
 from __future__ import annotations
