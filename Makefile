@@ -27,8 +27,13 @@ setup: $(VENV)/.installed kafka-fetch
 kafka-fetch:
 	@$(KAFKA) fetch
 
+# With BROKER=HOST:PORT, `make run` uses that broker instead of starting a local one.
 run: setup
+ifdef BROKER
+	@$(PY) -m streams.devrun --broker $(BROKER) --metrics-port $(METRICS_PORT)
+else
 	@KAFKA_PORT=$(RUN_PORT) $(KAFKA) run $(PY) -m streams.devrun --broker 127.0.0.1:$(RUN_PORT) --metrics-port $(METRICS_PORT)
+endif
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check streams detectors tests bench

@@ -85,7 +85,9 @@ def names() -> Names:
 class WorkerProcess:
     """An `inferwatch worker` subprocess with its own metrics port."""
 
-    def __init__(self, broker: str, names: Names, tmp: Path, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self, broker: str, names: Names, tmp: Path, extra_env: dict[str, str] | None = None
+    ):
         self.port = free_port()
         self.log_path = tmp / f"worker-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")}

@@ -19,8 +19,12 @@ async def create_topic(broker: str, name: str, partitions: int) -> None:
         await admin.close()
 
 
-async def produce(broker: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=5, max_request_size=8 << 20)
+async def produce(
+    broker: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker, acks="all", linger_ms=5, max_request_size=8 << 20
+    )
     await producer.start()
     try:
         futures = []
@@ -31,15 +35,17 @@ async def produce(broker: str, topic: str, values: list[bytes], keys: list[bytes
         await producer.stop()
 
 
-async def read_all(broker: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
+async def read_all(broker: str, topic: str, expect: int, wait: float = 30.0) -> list[Any]:
     """Read a topic from the beginning until ``expect`` messages (or the timeout), no group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20
+    )
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic) or set()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         while not parts and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
+            await consumer._client.force_metadata_update()
             parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-SAMPLES = Path(__file__).parent / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "lab" / "samples"
 
 
 def _pmacct_time(t: float) -> str:
@@ -143,7 +143,9 @@ def malformed_records(now: float | None = None) -> list[tuple[bytes, str]]:
         (with_(gf, bytes=...)[:-1] + b',"bytes":1000000000000000000000000000000}', "invalid_value"),
         (with_(nat, schema="inferwatch.flow/9"), "unknown_format"),
         (
-            with_(good, timestamp_start=_pmacct_time(now - 10), timestamp_end=_pmacct_time(now - 20)),
+            with_(
+                good, timestamp_start=_pmacct_time(now - 10), timestamp_end=_pmacct_time(now - 20)
+            ),
             "time_order",
         ),
         (with_(gf, time_flow_start_ns=10**9, time_flow_end_ns=2 * 10**9), "time_range"),

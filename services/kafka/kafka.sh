@@ -107,7 +107,9 @@ start() {
     -c "$state/server.properties" --ignore-formatted >"$state/format.log" 2>&1 \
     || die "formatting the KRaft storage failed (see $state/format.log)"
   # -Xmx1g is plenty for a single-node test broker; the G1 defaults keep pauses short.
-  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+  # setsid: Ctrl-C in the terminal must not reach the broker before the workers have committed;
+  # `run` stops it after the command has exited.
+  nohup setsid java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$log4j" -Dkafka.logs.dir="$state" \
     -cp "$lib/*" kafka.Kafka "$state/server.properties" >"$logfile" 2>&1 &
   echo $! >"$pidfile"

@@ -137,10 +137,17 @@ class IngestService(mode.Service):
                 "ingest: final commit failed (%r); records since the last commit are read again",
                 exc,
             )
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        try:
+            if self._consumer is not None:
+                await asyncio.wait_for(self._consumer.stop(), timeout=5.0)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("ingest: consumer did not stop cleanly: %r", exc)
+        finally:
+            if self._producer is not None:
+                try:
+                    await asyncio.wait_for(self._producer.stop(), timeout=5.0)
+                except (TimeoutError, KafkaError) as exc:
+                    log.warning("ingest: producer did not stop cleanly: %r", exc)
 
     # -- the loop --------------------------------------------------------------------------
     async def _run(self) -> None:

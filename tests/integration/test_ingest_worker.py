@@ -37,7 +37,9 @@ def test_10000_mixed_records_9900_ok_100_dead_lettered(broker, names, start_work
     for fmt, n in expected_formats.items():
         assert worker.total("inferwatch_flow_records_total", outcome="ok", format=fmt) == n
     for reason, n in expected_reasons.items():
-        assert worker.total("inferwatch_flow_records_total", outcome="invalid", reason=reason) == n, reason
+        assert (
+            worker.total("inferwatch_flow_records_total", outcome="invalid", reason=reason) == n
+        ), reason
 
     # the analysis stage (Faust, flows.v1) saw every normalised record
     worker.wait_total("inferwatch_analysed_records_total", 9_900)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates tests/data/samples/{pmacct,goflow2}.jsonl with the real exporters and collectors:
+# Regenerates lab/samples/{pmacct,goflow2}.jsonl with the real exporters and collectors:
 # softflowd meters live loopback traffic (HTTP downloads and UDP datagrams made here) and exports
 # NetFlow v9 to pmacct's nfacctd (print plugin, JSON: the same serialiser as its Kafka plugin)
 # and to goflow2 (JSON to a file). Needs root (softflowd captures on lo), Debian's pmacct and
