@@ -73,7 +73,8 @@ def test_native_record_keeps_packet_summary_and_both_directions():
     rec = {
         "schema": "inferwatch.flow/1", "ts_start": NOW - 5, "ts_end": NOW - 1,
         "src_ip": "10.0.0.1", "dst_ip": "10.0.0.2", "proto": 6, "src_port": 5000, "dst_port": 443,
-        "bytes_fwd": 900, "packets_fwd": 5, "bytes_rev": 40_000, "packets_rev": 60, "sampling_rate": 2,
+        "bytes_fwd": 900, "packets_fwd": 5, "bytes_rev": 40_000, "packets_rev": 60,
+        "sampling_rate": 2,
         "server_name": "api.openai.com", "link": "paris-1",
         "pkts": {"size": [517, 1400, 90], "dir": [0, 1, 1], "iat_us": [0, 35_000, 20_000]},
     }  # fmt: skip

@@ -31,7 +31,8 @@ json_values = st.recursive(
     max_leaves=12,
 )
 KEYS = [
-    "ip_src", "ip_dst", "packets", "bytes", "port_src", "ip_proto", "timestamp_start", "timestamp_end",
+    "ip_src", "ip_dst", "packets", "bytes", "port_src", "ip_proto", "timestamp_start",
+    "timestamp_end",
     "src_addr", "dst_addr", "proto", "time_flow_start_ns", "sampling_rate", "schema", "ts_start",
     "ts_end", "bytes_fwd", "packets_fwd", "pkts", "src_ip", "dst_ip", "peer_ip_src", "tcp_flags",
 ]  # fmt: skip
