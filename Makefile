@@ -35,9 +35,11 @@ else
 	@KAFKA_PORT=$(RUN_PORT) $(KAFKA) run $(PY) -m streams.devrun --broker 127.0.0.1:$(RUN_PORT) --metrics-port $(METRICS_PORT)
 endif
 
+CODE := $(wildcard streams detectors tests bench lab)
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check streams detectors tests bench
-	$(VENV)/bin/ruff format --check streams detectors tests bench
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy

@@ -89,11 +89,6 @@ class IngestMetrics:
             ["outcome", "format", "reason"],
             registry=registry,
         )
-        self.dead_letter_errors = Counter(
-            "inferwatch_dead_letter_publish_errors",
-            "Failed attempts to publish refused records to the dead-letter topic (retried).",
-            registry=registry,
-        )
         self.batches = Counter(
             "inferwatch_ingest_batches", "Batches read from flows.raw.", registry=registry
         )

@@ -1,0 +1,16 @@
+# The inferwatch worker image (docker-compose.yml builds it). The tests do not use it: no Docker
+# engine runs where they do.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY streams ./streams
+COPY detectors ./detectors
+COPY config ./config
+COPY lab/samples ./lab/samples
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 inferwatch \
+    && mkdir -p /var/lib/inferwatch && chown inferwatch /var/lib/inferwatch
+USER inferwatch
+ENV INFERWATCH_WORKER__STATE_DIR=/var/lib/inferwatch
+EXPOSE 9108
+ENTRYPOINT ["inferwatch"]
+CMD ["worker", "--config", "/app/config/inferwatch.yaml"]
