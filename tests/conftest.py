@@ -1,6 +1,6 @@
 """Shared fixtures: the real Kafka broker that `make test` starts, and worker processes.
 
-Integration tests run against INFERWATCH_TEST_BROKER (set by `make test`). Without it they
+Integration tests run against KAFKA_TEST_BROKER (set by `make test`). Without it they
 are skipped locally, and fail in CI (CI=true), where the real broker is mandatory.
 """
 
@@ -29,10 +29,10 @@ INFERWATCH = Path(sys.executable).parent / "inferwatch"
 
 @pytest.fixture(scope="session")
 def broker() -> str:
-    address = os.environ.get("INFERWATCH_TEST_BROKER")
+    address = os.environ.get("KAFKA_TEST_BROKER")
     if not address:
         if os.environ.get("CI"):
-            pytest.fail("INFERWATCH_TEST_BROKER is unset: run the tests with `make test`")
+            pytest.fail("KAFKA_TEST_BROKER is unset: run the tests with `make test`")
         pytest.skip("needs the real Kafka broker: run with `make test`")
     return address
 
