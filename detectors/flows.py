@@ -35,6 +35,7 @@ NUMERIC: dict[str, type[np.generic]] = {
     "iface_out": np.int64,
     "tcp_flags": np.int32,  # OR of the flags seen
     "fmt": np.uint8,  # index into FORMATS
+    "fwd_out": np.uint8,  # 1: fwd bytes leave the link's observation point ("out"), rev enter
 }
 OBJECT = ("src_ip", "dst_ip", "exporter", "link", "server_name", "pkts")
 FORMATS = ("pmacct", "goflow2", "native")
@@ -69,6 +70,7 @@ class FlowBatch:
     iface_out: Array
     tcp_flags: Array
     fmt: Array
+    fwd_out: Array
     src_ip: Array
     dst_ip: Array
     exporter: Array

@@ -1,0 +1,130 @@
+"""The link catalog (config/links.yaml) and the attribution of records to links.
+
+>>> cat = LinkCatalog.from_dict({"links": [{"id": "core-1", "name": "Core 1",
+...     "capacity_bps": 1e9, "exporter": "192.0.2.1", "iface": 3}]})
+>>> from detectors.flows import FORMATS, FlowBatch
+>>> b = FlowBatch.from_columns(exporter=["192.0.2.1", "192.0.2.1", "192.0.2.9"],
+...                            iface_in=[3, 7, 1], iface_out=[7, 3, 2])
+>>> cat.attribute(b)
+>>> b.link.tolist(), b.fwd_out.tolist()
+(['core-1', 'core-1', '192.0.2.9#1'], [0, 1, 0])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detectors.flows import FORMATS, FlowBatch
+from streams.errors import ConfigError
+
+DEFAULT_LINKS_PATH = Path(__file__).resolve().parent.parent / "config" / "links.yaml"
+NATIVE = FORMATS.index("native")
+LINK_ID_PATTERN = r"^[A-Za-z0-9_.:#-]{1,64}$"
+
+
+class Link(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=LINK_ID_PATTERN)
+    name: str = Field(default="", max_length=200)
+    capacity_bps: float | None = Field(default=None, gt=0)
+    exporter: str = Field(default="", max_length=64)
+    iface: int | None = Field(default=None, ge=0)
+
+
+class _LinksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    links: list[Link] = Field(default_factory=list)
+
+    @field_validator("links")
+    @classmethod
+    def _unique(cls, links: list[Link]) -> list[Link]:
+        ids = [lk.id for lk in links]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate link ids: {', '.join(sorted(dup))}")
+        ports = [(lk.exporter, lk.iface) for lk in links if lk.iface is not None]
+        twice = {p for p in ports if ports.count(p) > 1}
+        if twice:
+            raise ValueError(f"interfaces listed twice: {sorted(twice)}")
+        return links
+
+
+class LinkCatalog:
+    """Configured links; maps a record's exporter and interfaces to a link id and a direction."""
+
+    def __init__(self, links: list[Link]) -> None:
+        self.links = {lk.id: lk for lk in links}
+        self._by_port = {f"{lk.exporter}#{lk.iface}": lk.id for lk in links if lk.iface is not None}
+        self._cache: dict[str, tuple[str, int]] = {}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "links") -> LinkCatalog:
+        try:
+            parsed = _LinksFile.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{source}: {where}: {first['msg']}") from exc
+        return cls(parsed.links)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> LinkCatalog:
+        if path is None:
+            return cls([])
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        return cls.from_dict(data, str(p))
+
+    def capacity(self, link: str) -> float | None:
+        lk = self.links.get(link)
+        return lk.capacity_bps if lk else None
+
+    def attribute(self, batch: FlowBatch) -> None:
+        """Fill ``batch.link`` and ``batch.fwd_out`` for every record (in place)."""
+        n = len(batch)
+        if n == 0:
+            return
+        by_port, cache = self._by_port, self._cache
+        explicit = batch.link.tolist()
+        ins = [
+            f"{e}#{i}"
+            for e, i in zip(batch.exporter.tolist(), batch.iface_in.tolist(), strict=True)
+        ]
+        outs = [
+            f"{e}#{i}"
+            for e, i in zip(batch.exporter.tolist(), batch.iface_out.tolist(), strict=True)
+        ]
+        links = np.empty(n, dtype=object)
+        fwd_out = np.zeros(n, dtype=np.uint8)
+        for j in range(n):
+            if explicit[j] is not None:
+                links[j] = explicit[j]
+                fwd_out[j] = 1
+                continue
+            key = ins[j] + "|" + outs[j]
+            hit = cache.get(key)
+            if hit is None:
+                if len(cache) > 200_000:
+                    cache.clear()
+                if ins[j] in by_port or outs[j] not in by_port:
+                    hit = (by_port.get(ins[j], ins[j]), 0)
+                else:
+                    hit = (by_port[outs[j]], 1)
+                cache[key] = hit
+            links[j], fwd_out[j] = hit
+        # bidirectional (native) records: fwd, from the initiator, leaves as "out"
+        fwd_out[batch.fmt == NATIVE] = 1
+        batch.link = links
+        batch.fwd_out = fwd_out
