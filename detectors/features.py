@@ -77,7 +77,9 @@ def segment_stats(values: Array, seg: Array, n: int) -> dict[str, Array]:
 
 def _packet_columns(batch: FlowBatch) -> tuple[Array, Array, Array, Array]:
     """Flatten the packet summaries: (record id, size, direction, gap seconds) per packet."""
-    rows = np.flatnonzero(np.not_equal(batch.pkts, None))
+    rows = np.flatnonzero(
+        np.fromiter((p is not None for p in batch.pkts.tolist()), bool, len(batch))
+    )
     if rows.size == 0:
         empty = np.zeros(0)
         return empty.astype(np.int64), empty, empty.astype(np.int8), empty

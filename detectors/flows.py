@@ -36,6 +36,7 @@ NUMERIC: dict[str, type[np.generic]] = {
     "tcp_flags": np.int32,  # OR of the flags seen
     "fmt": np.uint8,  # index into FORMATS
     "fwd_out": np.uint8,  # 1: fwd bytes leave the link's observation point ("out"), rev enter
+    "ts_append": np.float64,  # Kafka append time of the raw record (s), for latency
 }
 OBJECT = ("src_ip", "dst_ip", "exporter", "link", "server_name", "pkts")
 FORMATS = ("pmacct", "goflow2", "native")
@@ -71,6 +72,7 @@ class FlowBatch:
     tcp_flags: Array
     fmt: Array
     fwd_out: Array
+    ts_append: Array
     src_ip: Array
     dst_ip: Array
     exporter: Array
@@ -124,12 +126,3 @@ class FlowBatch:
     def duration(self) -> Array:
         """Seconds between the first and the last packet (0 for a one-packet flow)."""
         return np.asarray(self.ts_end - self.ts_start)
-
-    def link_keys(self) -> Array:
-        """The link of each record: its explicit link id, else ``exporter#iface_in``."""
-        out = np.empty(len(self), dtype=object)
-        out[:] = [
-            lk if lk is not None else f"{ex}#{ii}"
-            for lk, ex, ii in zip(self.link, self.exporter, self.iface_in.tolist(), strict=True)
-        ]
-        return out

@@ -29,7 +29,9 @@ class TopK:
         if len(keys) == 0:
             return
         index: dict[str, int] = {}
-        code = np.fromiter((index.setdefault(k, len(index)) for k in keys.tolist()), np.int64, len(keys))
+        code = np.fromiter(
+            (index.setdefault(k, len(index)) for k in keys.tolist()), np.int64, len(keys)
+        )
         sums = np.bincount(code, weights=weights.astype(np.float64), minlength=len(index))
         self.total += float(sums.sum())
         names = list(index)

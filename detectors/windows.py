@@ -80,6 +80,9 @@ class LinkWindows:
     def links(self) -> int:
         return len(self._closed_upto)
 
+    def has(self, link: str) -> bool:
+        return link in self._closed_upto
+
     def _slot(self, link: str, w: int) -> Array | None:
         """The accumulator of window ``w`` of ``link``, or None when that window is closed."""
         upto = self._closed_upto.get(link)

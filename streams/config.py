@@ -73,16 +73,40 @@ class HttpConfig(_Section):
     port: int = Field(9108, ge=0, le=65535)
 
 
+class AnalysisConfig(_Section):
+    links_file: str | None = Field(
+        "config/links.yaml", description="link catalog; relative paths are from the repository"
+    )
+    window_seconds: float = Field(10.0, gt=0)
+    grace_seconds: float = Field(5.0, ge=0)
+    max_links: int = Field(500, ge=1, description="links with their own series; more go to 'other'")
+    max_idle_windows: int = Field(360, ge=1, description="a link silent this long is forgotten")
+    top_k: int = Field(20, ge=1, description="top talkers kept per link and window")
+    top_windows: int = Field(6, ge=1, description="closed windows of top talkers on /toptalkers")
+    toptalkers_topic: str = "toptalkers.v1"
+
+
 class WorkerConfig(_Section):
     state_dir: str = ".cache/state"
 
 
 class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     worker: WorkerConfig = WorkerConfig()
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def resolve_path(path: str | None) -> Path | None:
+    """A configured file: absolute, or relative to the working directory, else to the repo."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return DEFAULT_CONFIG_PATH.parent.parent / p
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:

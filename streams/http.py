@@ -21,14 +21,27 @@ class HttpService(mode.Service):
     """Inert until started; serves on ``host:port`` (port 0 picks a free one, see ``port``)."""
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, health: HealthCheck, **kw: Any
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        health: HealthCheck,
+        json_routes: dict[str, Callable[[], Any]] | None = None,
+        **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.host = host
         self.port = port
         self.registry = registry
         self.health = health
+        self.json_routes = json_routes or {}
         self._runner: web.AppRunner | None = None
+
+    def _json(self, source: Callable[[], Any]) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=orjson.dumps(source()), content_type="application/json")
+
+        return handler
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -43,6 +56,8 @@ class HttpService(mode.Service):
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
+        for path, source in self.json_routes.items():
+            app.router.add_get(path, self._json(source))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

@@ -6,6 +6,7 @@ format, reason, topic and partition (as many as the topic has). Never an address
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -15,7 +16,23 @@ from prometheus_client.registry import Collector
 
 from streams.ingest.reasons import REASONS
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 
 class BulkHistogram(Collector):
@@ -126,3 +143,98 @@ class IngestMetrics:
         )
         for reason in REASONS:  # every reason exists from the start, at 0
             self.records.labels("invalid", "unknown", reason)
+
+
+class LinkMetrics:
+    """Per-link series; every label value comes from the bounded link set (see LinkCap)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        dlc = ["link", "direction", "class"]
+        self.bytes = Counter(
+            "inferwatch_link_bytes", "Bytes per link, direction and class.", dlc, registry=registry
+        )
+        self.packets = Counter(
+            "inferwatch_link_packets",
+            "Packets per link, direction and class.",
+            dlc,
+            registry=registry,
+        )
+        self.flows = Counter(
+            "inferwatch_link_flow_records",
+            "Flow records per link and class.",
+            ["link", "class"],
+            registry=registry,
+        )
+        self.bytes_rate = Gauge(
+            "inferwatch_link_bytes_per_second",
+            "Bytes per second in the last closed window, per link, direction and class.",
+            dlc,
+            registry=registry,
+        )
+        self.packets_rate = Gauge(
+            "inferwatch_link_packets_per_second",
+            "Packets per second in the last closed window, per link, direction and class.",
+            dlc,
+            registry=registry,
+        )
+        self.flows_started = Gauge(
+            "inferwatch_link_flows_started",
+            "Flows whose first packet is in the last closed window, per link and class.",
+            ["link", "class"],
+            registry=registry,
+        )
+        self.active_flows = Gauge(
+            "inferwatch_link_active_flows",
+            "Flows active during the last closed window, per link and class.",
+            ["link", "class"],
+            registry=registry,
+        )
+        self.window_end = Gauge(
+            "inferwatch_link_window_end_timestamp_seconds",
+            "End of the last closed window of the link (event time).",
+            ["link"],
+            registry=registry,
+        )
+        self.capacity = Gauge(
+            "inferwatch_link_capacity_bits_per_second",
+            "Configured capacity of the link, per direction (config/links.yaml).",
+            ["link"],
+            registry=registry,
+        )
+        self.links = Gauge(
+            "inferwatch_links", "Links with their own series on this worker.", registry=registry
+        )
+        self.cap_hits = Counter(
+            "inferwatch_link_cap_hits",
+            "Flow records counted under link 'other' because analysis.max_links was reached.",
+            registry=registry,
+        )
+        self.late_records = Counter(
+            "inferwatch_late_records",
+            "Records whose window had already closed"
+            " (counted in the link counters, not in a window).",
+            registry=registry,
+        )
+        self.late_bytes = Counter(
+            "inferwatch_late_bytes", "Bytes of the late records.", registry=registry
+        )
+        self.latency = BulkHistogram(
+            "inferwatch_analysis_latency_seconds",
+            "Time from a record's Kafka append to its link metrics being updated.",
+            LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def forget(self, link: str, classes: Sequence[str]) -> None:
+        """Remove every series of a link that this worker no longer owns."""
+        for cls in classes:
+            for d in ("in", "out"):
+                for m in (self.bytes, self.packets, self.bytes_rate, self.packets_rate):
+                    with contextlib.suppress(KeyError):
+                        m.remove(link, d, cls)
+            for m2 in (self.flows, self.flows_started, self.active_flows):
+                with contextlib.suppress(KeyError):
+                    m2.remove(link, cls)
+        for m3 in (self.window_end, self.capacity):
+            with contextlib.suppress(KeyError):
+                m3.remove(link)

@@ -9,12 +9,14 @@ import time
 import faust
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from streams.analysis import Analyzer
 from streams.app import build_app
-from streams.config import Config
+from streams.config import Config, resolve_path
 from streams.errors import ServiceError
 from streams.http import HttpService
 from streams.ingest.service import IngestService
-from streams.metrics import IngestMetrics, LagCollector
+from streams.links import LinkCatalog
+from streams.metrics import IngestMetrics, LagCollector, LinkMetrics
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,18 @@ def run_worker(cfg: Config) -> None:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the series count for nothing
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry)
-    app = build_app(cfg, metrics)
-    ingest = IngestService(cfg, metrics)
+    links = LinkCatalog.load(resolve_path(cfg.analysis.links_file))
+    analyzer = Analyzer(cfg.analysis, links, LinkMetrics(registry))
+    app = build_app(cfg, metrics, analyzer)
+    ingest = IngestService(cfg, metrics, links)
     LagCollector(ingest.lag, registry)
-    http = HttpService(cfg.http.host, cfg.http.port, registry, ingest.healthy)
+    http = HttpService(
+        cfg.http.host,
+        cfg.http.port,
+        registry,
+        ingest.healthy,
+        json_routes={"/toptalkers": analyzer.top_talkers},
+    )
     worker = faust.Worker(
         app,
         ingest,

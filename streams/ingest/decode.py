@@ -221,6 +221,7 @@ class BatchDecoder:
             keep = ~np.isin(index, [r.index for r in bad_fields])
             batch, index = batch.take(keep), index[keep]
         batch, index = self._check(batch, index, ts, rejects)
+        batch.ts_append = ts[index]
         rejects.sort(key=lambda r: r.index)
         return DecodeResult(batch, index, rejects)
 

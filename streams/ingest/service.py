@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from streams.config import Config
 from streams.ingest.decode import BatchDecoder, DecodeResult
+from streams.links import LinkCatalog
 from streams.metrics import IngestMetrics
 from streams.wire import encode_batch
 
@@ -69,10 +70,13 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 class IngestService(mode.Service):
     """Inert until started; ``start()`` connects to Kafka, ``stop()`` commits and disconnects."""
 
-    def __init__(self, cfg: Config, metrics: IngestMetrics, **kwargs: Any) -> None:
+    def __init__(
+        self, cfg: Config, metrics: IngestMetrics, links: LinkCatalog, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.cfg = cfg
         self.metrics = metrics
+        self.links = links
         self.decoder = BatchDecoder(
             fmt=cfg.ingest.format,
             max_record_bytes=cfg.ingest.max_record_bytes,
@@ -234,7 +238,8 @@ class IngestService(mode.Service):
         batch = result.batch
         if len(batch) == 0:
             return []
-        parts = self.partitioner.partitions_of(batch.link_keys())
+        self.links.attribute(batch)
+        parts = self.partitioner.partitions_of(batch.link)
         order = np.argsort(parts, kind="stable")
         bounds = np.flatnonzero(np.diff(parts[order])) + 1
         chunk = self.cfg.ingest.micro_batch_records

@@ -11,6 +11,7 @@ import pytest
 from detectors.flows import FORMATS
 from streams.ingest.decode import BatchDecoder
 from streams.ingest.reasons import REASONS
+from streams.links import LinkCatalog
 from tests.records import malformed_records, sample_lines, valid_records
 
 NOW = time.time()
@@ -80,7 +81,7 @@ def test_native_record_keeps_packet_summary_and_both_directions():
     }  # fmt: skip
     b = decode([orjson.dumps(rec)]).batch
     assert int(b.bytes_rev[0]) == 80_000 and int(b.bytes_fwd[0]) == 1_800
-    assert b.server_name[0] == "api.openai.com" and b.link_keys()[0] == "paris-1"
+    assert b.server_name[0] == "api.openai.com" and b.link[0] == "paris-1"
     assert b.pkts[0].size == [517, 1400, 90] and b.pkts[0].iat_us[1] == 35_000
     rec["pkts"]["dir"] = [0, 1]
     assert decode([orjson.dumps(rec)]).rejects[0].reason.value == "invalid_value"
@@ -95,7 +96,9 @@ def test_link_defaults_to_exporter_and_input_interface():
         "peer_ip_src": "192.0.2.7",
         "iface_in": 12,
     }
-    assert decode([orjson.dumps(rec)]).batch.link_keys().tolist() == ["192.0.2.7#12"]
+    batch = decode([orjson.dumps(rec)]).batch
+    LinkCatalog([]).attribute(batch)
+    assert batch.link.tolist() == ["192.0.2.7#12"]
 
 
 @pytest.mark.parametrize(("value", "reason"), malformed_records(NOW))

@@ -1,0 +1,266 @@
+"""The analysis stage: flows.v1 micro-batches -> per-link counters, windows and top talkers.
+
+Framework-free: the Faust agent (streams/app.py) calls :meth:`Analyzer.process` for each
+micro-batch with its partition; tests and the benchmark call it directly. State that must
+survive a restart (the open windows of each partition) is exposed as bytes through
+``checkpoint``/``restore``; the agent keeps it in a changelogged Faust table.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors.features import flow_features
+from detectors.flows import Array, FlowBatch
+from detectors.topk import TopK
+from detectors.windows import (
+    ACTIVE,
+    BYTES_IN,
+    BYTES_OUT,
+    PACKETS_IN,
+    PACKETS_OUT,
+    STARTED,
+    ClosedWindow,
+    LinkWindows,
+)
+from streams.config import AnalysisConfig
+from streams.links import LinkCatalog
+from streams.metrics import LinkMetrics
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("unclassified",)  # traffic classes; classification will extend this
+OTHER = "other"
+
+
+class LinkCap:
+    """Admits at most ``limit`` distinct links; the rest are counted under ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.admitted: set[str] = set()
+
+    def apply(self, links: Array) -> tuple[Array, int]:
+        """Links with the ones over the cap replaced by ``other``; how many records were."""
+        admitted = self.admitted
+        fresh = set(links.tolist()) - admitted
+        if not fresh:
+            return links, 0
+        room = self.limit - len(admitted)
+        take = sorted(fresh)[: max(room, 0)]
+        admitted.update(take)
+        refused = fresh.difference(take)
+        if not refused:
+            return links, 0
+        over = np.fromiter((lk in refused for lk in links.tolist()), dtype=bool, count=len(links))
+        out = links.copy()
+        out[over] = OTHER
+        return out, int(over.sum())
+
+    def release(self, link: str) -> None:
+        self.admitted.discard(link)
+
+
+@dataclass
+class TopTalkers:
+    """Top flows and hosts of one link in the current window, and of the last closed ones."""
+
+    k: int
+    keep: int
+    flows: TopK = field(init=False)
+    hosts: TopK = field(init=False)
+    closed: collections.deque[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.flows, self.hosts = TopK(self.k), TopK(self.k)
+        self.closed = collections.deque(maxlen=self.keep)
+
+    def roll(self, link: str, window_start: float, window: float) -> dict[str, Any]:
+        snap = {
+            "link": link,
+            "window_start": window_start,
+            "window_seconds": window,
+            "total_bytes": self.flows.total,
+            "flows": [{"flow": k, "bytes": c, "error": e} for k, c, e in self.flows.top()],
+            "hosts": [{"host": k, "bytes": c, "error": e} for k, c, e in self.hosts.top()],
+        }
+        self.closed.append(snap)
+        self.flows, self.hosts = TopK(self.k), TopK(self.k)
+        return snap
+
+
+class Analyzer:
+    def __init__(
+        self,
+        cfg: AnalysisConfig,
+        links: LinkCatalog,
+        metrics: LinkMetrics,
+        publish: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.catalog = links
+        self.metrics = metrics
+        self.publish = publish
+        self.clock = clock
+        self.cap = LinkCap(cfg.max_links)
+        self.windows: dict[int, LinkWindows] = {}
+        self.talkers: dict[str, TopTalkers] = {}
+        self._owner: dict[str, int] = {}  # link -> partition whose windows hold it
+
+    # -- state per partition ---------------------------------------------------------------
+    def _windows(self, partition: int) -> LinkWindows:
+        w = self.windows.get(partition)
+        if w is None:
+            w = self.windows[partition] = LinkWindows(
+                self.cfg.window_seconds,
+                self.cfg.grace_seconds,
+                len(CLASSES),
+                self.cfg.max_idle_windows,
+            )
+        return w
+
+    def checkpoint(self, partition: int) -> bytes:
+        return self._windows(partition).to_bytes()
+
+    def restore(self, partition: int, data: bytes) -> None:
+        self._windows(partition).restore(data)
+
+    def revoke(self, partition: int) -> None:
+        """This worker no longer owns ``partition``: drop its state and its links' series."""
+        self.windows.pop(partition, None)
+        for link in [lk for lk, p in self._owner.items() if p == partition]:
+            self._forget(link)
+
+    def _forget(self, link: str) -> None:
+        self._owner.pop(link, None)
+        self.talkers.pop(link, None)
+        self.cap.release(link)
+        self.metrics.forget(link, CLASSES)
+        self.metrics.links.set(len(self.cap.admitted))
+
+    # -- the work --------------------------------------------------------------------------
+    def process(self, batch: FlowBatch, partition: int) -> None:
+        n = len(batch)
+        if n == 0:
+            return
+        links, over = self.cap.apply(batch.link)
+        if over:
+            self.metrics.cap_hits.inc(over)
+        classes = np.zeros(n, dtype=np.int64)  # until classification exists
+        out = batch.fwd_out.astype(bool)
+        b_in = np.where(out, batch.bytes_rev, batch.bytes_fwd)
+        b_out = np.where(out, batch.bytes_fwd, batch.bytes_rev)
+        p_in = np.where(out, batch.packets_rev, batch.packets_fwd)
+        p_out = np.where(out, batch.packets_fwd, batch.packets_rev)
+
+        self._count(links, classes, b_in, b_out, p_in, p_out)
+        self._features(batch)
+        self._top_talkers(batch, links)
+
+        windows = self._windows(partition)
+        late_r, late_b = windows.late_records, windows.late_bytes
+        windows.add(
+            links, classes, ts_start=batch.ts_start, ts_end=batch.ts_end,
+            bytes_in=b_in, bytes_out=b_out, packets_in=p_in, packets_out=p_out,
+        )  # fmt: skip
+        if windows.late_records > late_r:
+            self.metrics.late_records.inc(windows.late_records - late_r)
+            self.metrics.late_bytes.inc(windows.late_bytes - late_b)
+        for link in set(links.tolist()):
+            self._owner[link] = partition
+        self._publish_windows(windows.close())
+        self.metrics.links.set(len(self.cap.admitted))
+        self.metrics.latency.observe_many(self.clock() - batch.ts_append)
+
+    def _count(self, links: Array, classes: Array, *cols: Array) -> None:
+        index: dict[tuple[str, int], int] = {}
+        code = np.fromiter(
+            (
+                index.setdefault(key, len(index))
+                for key in zip(links.tolist(), classes.tolist(), strict=True)
+            ),
+            np.int64,
+            len(links),
+        )
+        sums = [np.bincount(code, weights=c, minlength=len(index)) for c in cols]
+        flows = np.bincount(code, minlength=len(index))
+        m = self.metrics
+        for (link, k), i in index.items():
+            cls = CLASSES[k]
+            for direction, b, p in (("in", sums[0], sums[2]), ("out", sums[1], sums[3])):
+                if b[i] or p[i]:
+                    m.bytes.labels(link, direction, cls).inc(b[i])
+                    m.packets.labels(link, direction, cls).inc(p[i])
+            m.flows.labels(link, cls).inc(int(flows[i]))
+
+    def _features(self, batch: FlowBatch) -> None:
+        # Per-flow statistics feed classification and QoE (next issues); computing them here
+        # keeps their cost inside what the benchmark measures.
+        flow_features(batch)
+
+    def _top_talkers(self, batch: FlowBatch, links: Array) -> None:
+        n = len(batch)
+        total = (batch.bytes_fwd + batch.bytes_rev).astype(np.float64)
+        src, dst = batch.src_ip.tolist(), batch.dst_ip.tolist()
+        sp, dp, pr = batch.src_port.tolist(), batch.dst_port.tolist(), batch.proto.tolist()
+        flow_keys = np.empty(n, dtype=object)
+        flow_keys[:] = [
+            f"{a}:{b} > {c}:{d} /{e}" for a, b, c, d, e in zip(src, sp, dst, dp, pr, strict=True)
+        ]
+        order = np.argsort(links, kind="stable")
+        ordered = links[order]
+        bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        host_keys = np.concatenate([batch.src_ip, batch.dst_ip])
+        for rows in np.split(order, bounds):
+            link = links[rows[0]]
+            tt = self.talkers.get(link)
+            if tt is None:
+                tt = self.talkers[link] = TopTalkers(self.cfg.top_k, self.cfg.top_windows)
+            tt.flows.update(flow_keys[rows], total[rows])
+            tt.hosts.update(
+                host_keys[np.concatenate([rows, rows + n])],
+                np.concatenate([total[rows], total[rows]]),
+            )
+
+    def _publish_windows(self, closed: list[ClosedWindow]) -> None:
+        if not closed:
+            return
+        latest: dict[str, ClosedWindow] = {}
+        for c in closed:
+            latest[c.link] = c  # closed windows come in time order per link
+        w = self.cfg.window_seconds
+        m = self.metrics
+        for link, c in latest.items():
+            for k, cls in enumerate(CLASSES):
+                v = c.values[k]
+                m.bytes_rate.labels(link, "in", cls).set(v[BYTES_IN] / w)
+                m.bytes_rate.labels(link, "out", cls).set(v[BYTES_OUT] / w)
+                m.packets_rate.labels(link, "in", cls).set(v[PACKETS_IN] / w)
+                m.packets_rate.labels(link, "out", cls).set(v[PACKETS_OUT] / w)
+                m.flows_started.labels(link, cls).set(v[STARTED])
+                m.active_flows.labels(link, cls).set(v[ACTIVE])
+            m.window_end.labels(link).set(c.start + w)
+            cap = self.catalog.capacity(link)
+            if cap is not None:
+                m.capacity.labels(link).set(cap)
+            tt = self.talkers.get(link)
+            if tt is not None:
+                snap = tt.roll(link, c.start, w)
+                if self.publish is not None:
+                    self.publish(snap)
+        # links the windows forgot (idle too long) lose their series
+        for p, win in self.windows.items():
+            for link in [lk for lk, owner in self._owner.items() if owner == p and not win.has(lk)]:
+                self._forget(link)
+
+    def top_talkers(self) -> dict[str, list[dict[str, Any]]]:
+        """The top talkers of the last closed windows of every link (for /toptalkers)."""
+        return {link: list(tt.closed) for link, tt in sorted(self.talkers.items()) if tt.closed}
