@@ -2,7 +2,7 @@
 
 Units: seconds, bytes, bytes per second, packets per second. "fwd" is from the flow's source
 (initiator) to its destination, "rev" the other way; for a client talking to a server, rev is
-the downlink. Ratios are rev/fwd. Statistics that need packet-level summaries (``pkts``) are
+the downlink. Ratios are rev/fwd. Statistics that need packet-level summaries (``pkt_*``) are
 NaN for records that carry none.
 
 >>> from detectors.flows import FlowBatch
@@ -14,8 +14,6 @@ NaN for records that carry none.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
@@ -75,24 +73,6 @@ def segment_stats(values: Array, seg: Array, n: int) -> dict[str, Array]:
     return out
 
 
-def _packet_columns(batch: FlowBatch) -> tuple[Array, Array, Array, Array]:
-    """Flatten the packet summaries: (record id, size, direction, gap seconds) per packet."""
-    rows = np.flatnonzero(
-        np.fromiter((p is not None for p in batch.pkts.tolist()), bool, len(batch))
-    )
-    if rows.size == 0:
-        empty = np.zeros(0)
-        return empty.astype(np.int64), empty, empty.astype(np.int8), empty
-    summaries = batch.pkts[rows].tolist()
-    lengths = np.fromiter((len(p.size) for p in summaries), dtype=np.int64, count=rows.size)
-    total = int(lengths.sum())
-    chain = itertools.chain.from_iterable
-    size = np.fromiter(chain(p.size for p in summaries), dtype=np.float64, count=total)
-    direction = np.fromiter(chain(p.dir for p in summaries), dtype=np.int8, count=total)
-    gap = np.fromiter(chain(p.iat_us for p in summaries), dtype=np.float64, count=total) / 1e6
-    return np.repeat(rows, lengths), size, direction, gap
-
-
 def flow_features(batch: FlowBatch) -> dict[str, Array]:
     """All per-flow statistics of the batch as float64 columns (see FEATURES)."""
     n = len(batch)
@@ -114,7 +94,10 @@ def flow_features(batch: FlowBatch) -> dict[str, Array]:
         "mean_pkt_bytes_rev": _ratio(br, pr),
         "down_up_ratio": _ratio(br, bf),
     }
-    rec, size, direction, gap = _packet_columns(batch)
+    rec = batch.packet_record()
+    size = batch.pkt_size.astype(np.float64)
+    direction = batch.pkt_dir
+    gap = batch.pkt_iat_us / 1e6
     clock = np.cumsum(gap)  # time of each packet; only differences within one flow are used
     for d, name in ((0, "fwd"), (1, "rev")):
         sel = direction == d

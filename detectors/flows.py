@@ -5,13 +5,19 @@ Every analysis in inferwatch works on a :class:`FlowBatch`, never on one record 
 it) to its destination; "rev" the other way. Unidirectional records (NetFlow, IPFIX, pmacct)
 have zero ``rev`` counters. Counters are already multiplied by the sampling rate.
 
->>> b = FlowBatch.from_columns(ts_start=[10.0], ts_end=[12.5], bytes_fwd=[1000], packets_fwd=[4])
->>> len(b), float(b.duration()[0]), int(b.bytes_fwd.sum())
-(1, 2.5, 1000)
+Packet-level summaries (the first packets of a flow) are flattened for the whole batch: record
+i owns ``pkt_count[i]`` consecutive entries of ``pkt_size``, ``pkt_dir`` and ``pkt_iat_us``,
+in record order, so statistics over them are numpy reductions, not Python loops.
+
+>>> b = FlowBatch.from_columns(ts_start=[10.0, 20.0], ts_end=[12.5, 20.0], bytes_fwd=[1000, 5],
+...                            packets=[([60, 1400], [0, 1], [0, 30000]), None])
+>>> len(b), float(b.duration()[0]), b.pkt_count.tolist(), b.take([0]).pkt_size.tolist()
+(2, 2.5, [2, 0], [60, 1400])
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -37,8 +43,15 @@ NUMERIC: dict[str, type[np.generic]] = {
     "fmt": np.uint8,  # index into FORMATS
     "fwd_out": np.uint8,  # 1: fwd bytes leave the link's observation point ("out"), rev enter
     "ts_append": np.float64,  # Kafka append time of the raw record (s), for latency
+    "pkt_count": np.int32,  # packets summarised for this record (0 = no summary)
 }
-OBJECT = ("src_ip", "dst_ip", "exporter", "link", "server_name", "pkts")
+OBJECT = ("src_ip", "dst_ip", "exporter", "link", "server_name")
+# Flat packet arrays: not one entry per record but one per summarised packet.
+PACKETS: dict[str, type[np.generic]] = {
+    "pkt_size": np.int32,  # bytes (IP length)
+    "pkt_dir": np.int8,  # 0 fwd, 1 rev
+    "pkt_iat_us": np.int64,  # microseconds since the previous packet of the flow (first: 0)
+}
 FORMATS = ("pmacct", "goflow2", "native")
 
 _DEFAULTS: dict[str, Any] = {
@@ -51,6 +64,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 Array = npt.NDArray[Any]
+PacketLists = tuple[Sequence[int], Sequence[int], Sequence[int]]
 
 
 @dataclass(slots=True)
@@ -73,20 +87,30 @@ class FlowBatch:
     fmt: Array
     fwd_out: Array
     ts_append: Array
+    pkt_count: Array
     src_ip: Array
     dst_ip: Array
     exporter: Array
-    link: Array  # explicit link id, or None (then the link is exporter + interface)
+    link: Array  # link id (set by the link catalog at ingest), or None before that
     server_name: Array  # TLS/QUIC SNI or DNS name when visible, else None
-    pkts: Array  # packet-level summary (a PacketSummary) or None
+    pkt_size: Array
+    pkt_dir: Array
+    pkt_iat_us: Array
 
     def __len__(self) -> int:
         return int(self.ts_start.shape[0])
 
     @classmethod
-    def from_columns(cls, **cols: Sequence[Any] | Array) -> FlowBatch:
-        """Build a batch from whatever columns are given; the others take their defaults."""
-        n = max((len(v) for v in cols.values()), default=0)
+    def from_columns(
+        cls, packets: Sequence[PacketLists | None] | None = None, **cols: Sequence[Any] | Array
+    ) -> FlowBatch:
+        """Build a batch from the columns given (the others take their defaults).
+
+        ``packets`` gives each record's summary as (sizes, directions, gaps in µs), or None;
+        the flat packet arrays may instead be passed as columns with ``pkt_count``.
+        """
+        lengths = [len(v) for k, v in cols.items() if k not in PACKETS]
+        n = max([*lengths, len(packets) if packets is not None else 0], default=0)
         built: dict[str, Array] = {}
         for name, dtype in NUMERIC.items():
             if name in cols:
@@ -95,14 +119,22 @@ class FlowBatch:
                 built[name] = np.full(n, _DEFAULTS.get(name, 0), dtype=dtype)
         for name in OBJECT:
             arr = np.empty(n, dtype=object)
-            if name in cols:
-                arr[:] = list(cols[name])
-            else:
-                arr[:] = _DEFAULTS.get(name)
+            arr[:] = list(cols[name]) if name in cols else _DEFAULTS.get(name)
             built[name] = arr
-        for name, arr in built.items():
-            if arr.shape != (n,):
-                raise ValueError(f"column {name} has shape {arr.shape}, expected ({n},)")
+        if packets is not None:
+            built.update(_flatten(packets))
+        else:
+            for name, dtype in PACKETS.items():
+                built[name] = np.asarray(cols.get(name, ()), dtype=dtype)
+        for name in (*NUMERIC, *OBJECT):
+            if built[name].shape != (n,):
+                raise ValueError(f"column {name} has shape {built[name].shape}, expected ({n},)")
+        total = int(built["pkt_count"].sum())
+        for name in PACKETS:
+            if built[name].shape != (total,):
+                raise ValueError(
+                    f"{name} holds {built[name].shape[0]} packets, pkt_count says {total}"
+                )
         return cls(**built)
 
     @classmethod
@@ -119,10 +151,48 @@ class FlowBatch:
             **{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)}
         )
 
-    def take(self, index: Array) -> FlowBatch:
+    def take(self, index: Array | Sequence[int]) -> FlowBatch:
         """The records at ``index`` (an integer or boolean array), in that order."""
-        return FlowBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        cols = {name: getattr(self, name)[idx] for name in (*NUMERIC, *OBJECT)}
+        pos = self.packet_positions(idx)
+        for name in PACKETS:
+            cols[name] = getattr(self, name)[pos]
+        return FlowBatch(**cols)
+
+    def packet_positions(self, idx: Array) -> Array:
+        """Positions in the flat packet arrays of the packets of records ``idx``, in order."""
+        counts = self.pkt_count.astype(np.int64)
+        starts = np.cumsum(counts) - counts
+        sel_counts, sel_starts = counts[idx], starts[idx]
+        total = int(sel_counts.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        # for each selected packet: its record's start + its rank within the record
+        shift = np.repeat(sel_starts - (np.cumsum(sel_counts) - sel_counts), sel_counts)
+        return np.asarray(shift + np.arange(total))
+
+    def packet_record(self) -> Array:
+        """For each entry of the flat packet arrays, the index of its record."""
+        return np.repeat(np.arange(len(self)), self.pkt_count)
 
     def duration(self) -> Array:
         """Seconds between the first and the last packet (0 for a one-packet flow)."""
         return np.asarray(self.ts_end - self.ts_start)
+
+
+def _flatten(packets: Sequence[PacketLists | None]) -> dict[str, Array]:
+    present = [p for p in packets if p is not None]
+    counts = np.fromiter(
+        (0 if p is None else len(p[0]) for p in packets), dtype=np.int32, count=len(packets)
+    )
+    total = int(counts.sum())
+    chain = itertools.chain.from_iterable
+    return {
+        "pkt_count": counts,
+        "pkt_size": np.fromiter(chain(p[0] for p in present), np.int32, total),
+        "pkt_dir": np.fromiter(chain(p[1] for p in present), np.int8, total),
+        "pkt_iat_us": np.fromiter(chain(p[2] for p in present), np.int64, total),
+    }

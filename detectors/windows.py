@@ -213,13 +213,18 @@ class LinkWindows:
 
 
 def _groups(code: Array, window: Array, classes: Array) -> list[tuple[tuple[int, int, int], Array]]:
-    """Row indexes grouped by (link code, window, class)."""
-    keys = np.stack([code, window, classes.astype(np.int64)], axis=1)
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    """Row indexes grouped by (link code, window, class), keys in ascending order."""
+    cls = classes.astype(np.int64)
+    w0 = int(window.min())
+    n_w = int(window.max()) - w0 + 1
+    n_c = int(cls.max()) + 1
+    key = (code * n_w + (window - w0)) * n_c + cls  # one int64 per row: a 1-D unique is fast
+    uniq, inverse = np.unique(key, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1]
-    return [
-        ((int(k[0]), int(k[1]), int(k[2])), rows)
-        for k, rows in zip(uniq, np.split(order, bounds), strict=True)
-    ]
+    out = []
+    for k, rows in zip(uniq.tolist(), np.split(order, bounds), strict=True):
+        rest, c = divmod(k, n_c)
+        link, w = divmod(rest, n_w)
+        out.append(((link, w + w0, c), rows))
+    return out

@@ -215,9 +215,10 @@ class Analyzer:
         flow_keys[:] = [
             f"{a}:{b} > {c}:{d} /{e}" for a, b, c, d, e in zip(src, sp, dst, dp, pr, strict=True)
         ]
-        order = np.argsort(links, kind="stable")
-        ordered = links[order]
-        bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        index: dict[str, int] = {}
+        code = np.fromiter((index.setdefault(lk, len(index)) for lk in links.tolist()), np.int64, n)
+        order = np.argsort(code, kind="stable")
+        bounds = np.flatnonzero(np.diff(code[order])) + 1
         host_keys = np.concatenate([batch.src_ip, batch.dst_ip])
         for rows in np.split(order, bounds):
             link = links[rows[0]]

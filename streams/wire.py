@@ -17,8 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detectors.flows import NUMERIC, OBJECT, FlowBatch
-from streams.ingest.formats import PacketSummary
+from detectors.flows import NUMERIC, OBJECT, PACKETS, FlowBatch
 
 WIRE_VERSION = 1
 
@@ -26,9 +25,8 @@ WIRE_VERSION = 1
 class _Wire(msgspec.Struct, array_like=True):
     v: int
     n: int
-    num: dict[str, bytes]
+    num: dict[str, bytes]  # per-record numeric columns and the flat packet arrays, raw
     obj: dict[str, list[Any]]
-    pkts: list[PacketSummary | None]
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -40,14 +38,13 @@ class WireError(ValueError):
 
 
 def encode_batch(batch: FlowBatch) -> bytes:
-    num = {
-        name: np.ascontiguousarray(
-            getattr(batch, name), dtype=np.dtype(t).newbyteorder("<")
-        ).tobytes()
-        for name, t in NUMERIC.items()
-    }
-    obj = {name: getattr(batch, name).tolist() for name in OBJECT if name != "pkts"}
-    return _ENCODER.encode(_Wire(WIRE_VERSION, len(batch), num, obj, batch.pkts.tolist()))
+    num = {name: _raw(getattr(batch, name), t) for name, t in (NUMERIC | PACKETS).items()}
+    obj = {name: getattr(batch, name).tolist() for name in OBJECT}
+    return _ENCODER.encode(_Wire(WIRE_VERSION, len(batch), num, obj))
+
+
+def _raw(values: np.ndarray, t: type[np.generic]) -> bytes:
+    return np.ascontiguousarray(values, dtype=np.dtype(t).newbyteorder("<")).tobytes()
 
 
 def decode_batch(data: bytes) -> FlowBatch:
@@ -58,13 +55,13 @@ def decode_batch(data: bytes) -> FlowBatch:
     if wire.v != WIRE_VERSION:
         raise WireError(f"flows.v1 micro-batch version {wire.v}, this worker reads {WIRE_VERSION}")
     cols: dict[str, Any] = {}
-    for name, t in NUMERIC.items():
+    for name, t in (NUMERIC | PACKETS).items():
         raw = wire.num.get(name)
         if raw is None:
             raise WireError(f"micro-batch lacks column {name}")
         cols[name] = np.frombuffer(raw, dtype=np.dtype(t).newbyteorder("<")).astype(t, copy=False)
     for name in OBJECT:
-        cols[name] = wire.pkts if name == "pkts" else wire.obj.get(name, [None] * wire.n)
+        cols[name] = wire.obj.get(name, [None] * wire.n)
     try:
         return FlowBatch.from_columns(**cols)
     except ValueError as exc:

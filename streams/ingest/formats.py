@@ -42,8 +42,8 @@ class PmacctRecord(Struct, gc=False):
     timestamp_start: str | Seconds | None = None
     timestamp_end: str | Seconds | None = None
     peer_ip_src: Annotated[str, Meta(max_length=45)] = ""
-    iface_in: Iface | None = None
-    iface_out: Iface | None = None
+    iface_in: Iface = -1  # -1: unknown (defaults are not range-checked)
+    iface_out: Iface = -1
     sampling_rate: Rate = 1
 
 
@@ -60,8 +60,8 @@ class Goflow2Record(Struct, gc=False):
     src_port: Port = 0
     dst_port: Port = 0
     proto: str | ProtoNum = 0
-    in_if: Iface | None = None
-    out_if: Iface | None = None
+    in_if: Iface = -1
+    out_if: Iface = -1
     sampler_address: Annotated[str, Meta(max_length=45)] = ""
     sampling_rate: Rate = 0  # 0 = unknown, taken as 1
     tcp_flags: Flags = 0
@@ -95,8 +95,8 @@ class NativeRecord(Struct, gc=False):
     packets_rev: Counter = 0
     sampling_rate: Annotated[int, Meta(ge=1, le=2**31)] = 1
     exporter: Annotated[str, Meta(max_length=45)] = ""
-    iface_in: Iface | None = None
-    iface_out: Iface | None = None
+    iface_in: Iface = -1  # -1: unknown (defaults are not range-checked)
+    iface_out: Iface = -1
     link: LinkId | None = None
     tcp_flags: Flags = 0
     server_name: Name | None = None

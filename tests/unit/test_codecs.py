@@ -82,7 +82,8 @@ def test_native_record_keeps_packet_summary_and_both_directions():
     b = decode([orjson.dumps(rec)]).batch
     assert int(b.bytes_rev[0]) == 80_000 and int(b.bytes_fwd[0]) == 1_800
     assert b.server_name[0] == "api.openai.com" and b.link[0] == "paris-1"
-    assert b.pkts[0].size == [517, 1400, 90] and b.pkts[0].iat_us[1] == 35_000
+    assert b.pkt_size.tolist() == [517, 1400, 90] and b.pkt_iat_us[1] == 35_000
+    assert b.pkt_dir.tolist() == [0, 1, 1] and b.pkt_count.tolist() == [3]
     rec["pkts"]["dir"] = [0, 1]
     assert decode([orjson.dumps(rec)]).rejects[0].reason.value == "invalid_value"
 

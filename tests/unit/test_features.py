@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import orjson
 import pytest
 
 from detectors.features import FEATURES, flow_features
@@ -12,11 +13,12 @@ from streams.ingest.decode import BatchDecoder
 from tests.records import valid_records
 
 
-def reference(pkts, direction):
-    """Per-record reference: sizes and same-direction gaps of one flow."""
-    t = np.cumsum(np.asarray(pkts.iat_us, dtype=float) / 1e6)
-    d = np.asarray(pkts.dir)
-    sizes = np.asarray(pkts.size, dtype=float)[d == direction]
+def reference(rec, direction):
+    """Per-record reference from the JSON: sizes and same-direction gaps of one flow."""
+    pkts = rec["pkts"]
+    t = np.cumsum(np.asarray(pkts["iat_us"], dtype=float) / 1e6)
+    d = np.asarray(pkts["dir"])
+    sizes = np.asarray(pkts["size"], dtype=float)[d == direction]
     gaps = np.diff(t[d == direction])
     return sizes, gaps
 
@@ -24,18 +26,19 @@ def reference(pkts, direction):
 def test_packet_statistics_match_numpy_per_record():
     now = time.time()
     values = [v for _, v in valid_records(300, seed=21, now=now)]
-    batch = BatchDecoder().decode(values, [now] * len(values)).batch
+    res = BatchDecoder().decode(values, [now] * len(values))
+    batch = res.batch
     f = flow_features(batch)
     assert set(f) == set(FEATURES)
     assert all(col.shape == (len(batch),) for col in f.values())
     checked = 0
     for i in range(len(batch)):
-        p = batch.pkts[i]
+        p = orjson.loads(values[int(res.index[i])]).get("pkts")
         if p is None:
             assert np.isnan(f["size_mean_fwd"][i])
             continue
         for d, name in ((0, "fwd"), (1, "rev")):
-            sizes, gaps = reference(p, d)
+            sizes, gaps = reference({"pkts": p}, d)
             for kind, vals in (("size", sizes), ("gap", gaps)):
                 if vals.size == 0:
                     assert np.isnan(f[f"{kind}_mean_{name}"][i])
@@ -45,7 +48,7 @@ def test_packet_statistics_match_numpy_per_record():
                 assert f[f"{kind}_median_{name}"][i] == pytest.approx(np.median(vals))
                 assert f[f"{kind}_p95_{name}"][i] == pytest.approx(np.quantile(vals, 0.95))
                 checked += 1
-        rev = np.asarray(p.size)[np.asarray(p.dir) == 1]
+        rev = np.asarray(p["size"])[np.asarray(p["dir"]) == 1]
         if rev.size:
             assert f["small_rev_share"][i] == pytest.approx((rev <= 200).mean())
     assert checked > 200
