@@ -120,5 +120,63 @@ def replay(
     click.echo(summary.describe())
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks against a real broker (see bench/README.md)."""
+
+
+@bench.command("pipeline")
+@click.option("--broker", required=True, help="Kafka bootstrap server HOST:PORT.")
+@click.option("--records", type=int, default=1_000_000, show_default=True)
+@click.option(
+    "--mix",
+    default="pmacct:4,goflow2:4,native:2",
+    show_default=True,
+    help="Formats and weights of the records; native ones carry packet summaries.",
+)
+@click.option("--distinct", is_flag=True, help="Every record a distinct 5-tuple (flood test).")
+@click.option(
+    "--latency-seconds",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="How long records arrive at half the measured rate for the latency figures.",
+)
+@click.option(
+    "--latency-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Records/s during the latency phase; 0 = half the measured worker rate.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Also append the JSON line here."
+)
+def bench_pipeline(
+    broker: str,
+    records: int,
+    mix: str,
+    distinct: bool,
+    latency_seconds: float,
+    latency_rate: float,
+    out: Path | None,
+) -> None:
+    """Produce N records, time a bare aiokafka consumer and a worker on them; print JSON."""
+    import orjson
+
+    from streams.bench import Plan, parse_mix, run
+
+    try:
+        plan = Plan(broker, records, parse_mix(mix), distinct, latency_seconds, latency_rate)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    result = run(plan)
+    line = orjson.dumps(result).decode()
+    click.echo(line)
+    if out is not None:
+        with out.open("a") as f:
+            f.write(line + "\n")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,323 @@
+"""`inferwatch bench pipeline`: the worker's throughput against the raw consume rate, in one run.
+
+Against a real broker, on private topics: (a) produce N records, (b) time a bare aiokafka
+consumer reading them (getmany, no decoding), (c) time a worker process (ingest + analysis)
+processing the same records, from its first to its last analysed record, then measure the
+end-to-end latency (Kafka append time -> link metrics updated) while records arrive at half
+that rate, and (d) read the worker's peak RSS. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams import synth
+
+INFERWATCH = Path(sys.executable).parent / "inferwatch"
+RAW_PARTITIONS = 4
+
+
+@dataclass
+class Plan:
+    broker: str
+    records: int
+    mix: dict[str, int]
+    distinct: bool
+    latency_seconds: float
+    latency_rate: float = 0.0  # 0: half the measured worker rate
+    seed: int = 1
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    """ "pmacct:4,goflow2:4,native:2" -> {"pmacct": 4, ...}."""
+    out = {}
+    for part in text.split(","):
+        name, _, weight = part.partition(":")
+        if name not in ("pmacct", "goflow2", "native"):
+            raise ValueError(f"unknown format in --mix: {name!r}")
+        out[name] = int(weight or 1)
+    return out
+
+
+def make_records(plan: Plan, now: float) -> list[bytes]:
+    """N records in the mix; a pool of at most 200,000 distinct ones repeated, or, with
+    ``distinct``, every record a distinct 5-tuple from its own source address."""
+    if plan.distinct:
+        return _distinct_records(plan.records, now)
+    rng = random.Random(plan.seed)
+    gens = [
+        g
+        for g in (synth.pmacct, synth.goflow2, synth.native)
+        for _ in range(plan.mix.get(g.__name__, 0))
+    ]
+    pool = [orjson.dumps(gens[i % len(gens)](rng, now)) for i in range(min(plan.records, 200_000))]
+    return [pool[i % len(pool)] for i in range(plan.records)]
+
+
+def _distinct_records(n: int, now: float) -> list[bytes]:
+    ts = synth.pmacct_time(now - 2)
+    out = []
+    for i in range(n):
+        a, b, c = (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF
+        port = 1024 + (i * 7919) % 64000
+        out.append(
+            b'{"ip_src":"10.%d.%d.%d","ip_dst":"198.51.100.%d","port_src":%d,"port_dst":443,'
+            b'"ip_proto":"tcp","packets":%d,"bytes":%d,"peer_ip_src":"192.0.2.%d","iface_in":%d,'
+            b'"timestamp_start":"%s","timestamp_end":"%s"}'
+            % (
+                a,
+                b,
+                c,
+                i % 250 + 1,
+                port,
+                1 + i % 40,
+                60 + i % 9000,
+                1 + i % 4,
+                1 + i % 3,
+                ts.encode(),
+                ts.encode(),
+            )
+        )
+    return out
+
+
+async def _create_topics(broker: str, names: dict[str, str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(names["raw"], RAW_PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(broker: str, topic: str, values: list[bytes], rate: float = 0.0) -> float:
+    """Publish values round-robin over the partitions; returns seconds taken."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker, acks=1, linger_ms=5, max_batch_size=1 << 20
+    )
+    await producer.start()
+    t0 = time.monotonic()
+    try:
+        chunk = 2000
+        sent = 0
+        for start in range(0, len(values), chunk):
+            part = (start // chunk) % RAW_PARTITIONS
+            batch = producer.create_batch()
+            for v in values[start : start + chunk]:
+                if batch.append(key=None, value=v, timestamp=None) is None:
+                    await producer.send_batch(batch, topic, partition=part)
+                    batch = producer.create_batch()
+                    batch.append(key=None, value=v, timestamp=None)
+            await producer.send_batch(batch, topic, partition=part)
+            sent += len(values[start : start + chunk])
+            if rate > 0:
+                ahead = sent / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return time.monotonic() - t0
+
+
+async def raw_consume_rate(broker: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(RAW_PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got = 0
+        t0 = time.monotonic()
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            got += sum(len(m) for m in batch.values())
+        return n / (time.monotonic() - t0)
+    finally:
+        await consumer.stop()
+
+
+def _scrape(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    out: dict[str, Any] = {"buckets": {}, "ingest_buckets": {}}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            if s.name == "inferwatch_analysis_latency_seconds_bucket":
+                out["buckets"][float(s.labels["le"])] = s.value
+            elif s.name == "inferwatch_processing_latency_seconds_bucket":
+                out["ingest_buckets"][float(s.labels["le"])] = s.value
+            elif not s.labels:
+                out[s.name] = s.value
+            elif s.name == "inferwatch_flow_records_total":
+                out[s.name] = out.get(s.name, 0.0) + s.value
+    return out
+
+
+def quantile_from_buckets(
+    before: dict[float, float], after: dict[float, float], q: float
+) -> float | None:
+    """Quantile of the observations between two scrapes of a histogram, interpolated in buckets."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1]
+    if total <= 0:
+        return None
+    target = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for b, c in zip(bounds, counts, strict=True):
+        if c >= target:
+            if b == float("inf"):
+                return prev_bound
+            span = c - prev_count
+            frac = (target - prev_count) / span if span > 0 else 1.0
+            return prev_bound + (b - prev_bound) * frac
+        prev_bound, prev_count = b, c
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _wait(
+    port: int, name: str, value: float, proc: subprocess.Popen[bytes], timeout: float
+) -> tuple[float, float]:
+    """Poll until metric ``name`` reaches ``value``; (time it first moved, time it got there)."""
+    first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited with {proc.returncode}")
+        try:
+            got = _scrape(port).get(name, 0.0)
+        except OSError:
+            time.sleep(0.2)
+            continue
+        now = time.monotonic()
+        if got > 0 and first is None:
+            first = now
+        if got >= value:
+            return first or now, now
+        time.sleep(0.02)
+    raise RuntimeError(f"{name} did not reach {value} within {timeout}s")
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    suffix = uuid.uuid4().hex[:8]
+    names = {k: f"bench-{suffix}.{v}" for k, v in
+             {"raw": "flows.raw", "flows": "flows.v1", "dlq": "flows.dlq.v1", "alerts": "alerts.v1",
+              "top": "toptalkers.v1"}.items()}  # fmt: skip
+    now = time.time()
+    values = make_records(plan, now)
+    asyncio.run(_create_topics(plan.broker, names))
+    produce_s = asyncio.run(produce(plan.broker, names["raw"], values))
+    raw_rate = asyncio.run(raw_consume_rate(plan.broker, names["raw"], plan.records))
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")}
+    work = Path(tempfile.mkdtemp(prefix=f"inferwatch-bench-{suffix}-"))
+    env.update(
+        {
+            "INFERWATCH_KAFKA__TOPICS__RAW": names["raw"],
+            "INFERWATCH_KAFKA__TOPICS__FLOWS": names["flows"],
+            "INFERWATCH_KAFKA__TOPICS__DLQ": names["dlq"],
+            "INFERWATCH_KAFKA__TOPICS__ALERTS": names["alerts"],
+            "INFERWATCH_ANALYSIS__TOPTALKERS_TOPIC": names["top"],
+            "INFERWATCH_KAFKA__INGEST_GROUP": f"bench-{suffix}-ingest",
+            "INFERWATCH_KAFKA__APP_ID": f"bench-{suffix}",
+            "INFERWATCH_WORKER__STATE_DIR": str(work / "state"),
+            "INFERWATCH_LOG_LEVEL": "warning",
+        }
+    )
+    log = (work / "worker.log").open("wb")
+    proc = subprocess.Popen(  # noqa: S603
+        [str(INFERWATCH), "worker", "--broker", plan.broker, "--metrics-port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        first, _ = _wait(port, "inferwatch_flow_records_total", 1, proc, 120)
+        _, last = _wait(port, "inferwatch_analysed_records_total", plan.records, proc, 600)
+        elapsed = max(last - first, 1e-9)
+        worker_rate = plan.records / elapsed if plan.records > 1 else 0.0
+        # latency at about half the maximum rate
+        rate = plan.latency_rate or max(worker_rate / 2, 100.0)
+        n_lat = max(int(rate * plan.latency_seconds), 100)
+        lat_values = make_records(
+            Plan(plan.broker, n_lat, plan.mix, plan.distinct, 0, plan.seed + 1), time.time()
+        )
+        s0 = _scrape(port)
+        asyncio.run(produce(plan.broker, names["raw"], lat_values, rate=rate))
+        _wait(port, "inferwatch_analysed_records_total", plan.records + n_lat, proc, 120)
+        s1 = _scrape(port)
+        p50 = quantile_from_buckets(s0["buckets"], s1["buckets"], 0.5)
+        p99 = quantile_from_buckets(s0["buckets"], s1["buckets"], 0.99)
+        i50 = quantile_from_buckets(s0["ingest_buckets"], s1["ingest_buckets"], 0.5)
+        i99 = quantile_from_buckets(s0["ingest_buckets"], s1["ingest_buckets"], 0.99)
+        rss = _peak_rss(proc.pid)
+        ok = _scrape(port).get("inferwatch_flow_records_total", 0.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    return {
+        "benchmark": "pipeline",
+        "records": plan.records,
+        "mix": "distinct-5-tuples"
+        if plan.distinct
+        else ",".join(f"{k}:{v}" for k, v in plan.mix.items()),
+        "produce_seconds": round(produce_s, 3),
+        "raw_consume_records_per_s": round(raw_rate),
+        "worker_records_per_s": round(worker_rate),
+        "ratio_worker_to_raw": round(worker_rate / raw_rate, 3) if raw_rate else None,
+        "latency_rate_records_per_s": round(rate),
+        "latency_p50_seconds": None if p50 is None else round(p50, 4),
+        "latency_p99_seconds": None if p99 is None else round(p99, 4),
+        "ingest_latency_p50_seconds": None if i50 is None else round(i50, 4),
+        "ingest_latency_p99_seconds": None if i99 is None else round(i99, 4),
+        "peak_rss_bytes": rss,
+        "records_counted": int(ok),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "numpy": np.__version__,
+    }
