@@ -24,6 +24,7 @@ from detectors.windows import (
     ACTIVE,
     BYTES_IN,
     BYTES_OUT,
+    FIELDS,
     PACKETS_IN,
     PACKETS_OUT,
     STARTED,
@@ -38,6 +39,19 @@ log = logging.getLogger(__name__)
 
 CLASSES = ("unclassified",)  # traffic classes; classification will extend this
 OTHER = "other"
+
+
+def window_record(c: ClosedWindow, window: float) -> dict[str, Any]:
+    """A closed window as published on linkseries.v1: counters per class, not rates."""
+    return {
+        "link": c.link,
+        "window_start": c.start,
+        "window_seconds": window,
+        "classes": {
+            cls: dict(zip(FIELDS, c.values[k].tolist(), strict=True))
+            for k, cls in enumerate(CLASSES)
+        },
+    }
 
 
 class LinkCap:
@@ -102,7 +116,7 @@ class Analyzer:
         cfg: AnalysisConfig,
         links: LinkCatalog,
         metrics: LinkMetrics,
-        publish: Callable[[dict[str, Any]], None] | None = None,
+        publish: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
@@ -180,6 +194,12 @@ class Analyzer:
         self.metrics.links.set(len(self.cap.admitted))
         self.metrics.latency.observe_many(self.clock() - batch.ts_append)
 
+    def advance(self, partition: int, watermark: float) -> None:
+        """Event time moved to ``watermark`` (a tick): close what is due, even without records."""
+        windows = self._windows(partition)
+        windows.add_watermark(watermark)
+        self._publish_windows(windows.close())
+
     def _count(self, links: Array, classes: Array, *cols: Array) -> None:
         index: dict[tuple[str, int], int] = {}
         code = np.fromiter(
@@ -235,9 +255,11 @@ class Analyzer:
         if not closed:
             return
         latest: dict[str, ClosedWindow] = {}
+        w = self.cfg.window_seconds
         for c in closed:
             latest[c.link] = c  # closed windows come in time order per link
-        w = self.cfg.window_seconds
+            if self.publish is not None:
+                self.publish("series", window_record(c, w))
         m = self.metrics
         for link, c in latest.items():
             for k, cls in enumerate(CLASSES):
@@ -256,7 +278,7 @@ class Analyzer:
             if tt is not None:
                 snap = tt.roll(link, c.start, w)
                 if self.publish is not None:
-                    self.publish(snap)
+                    self.publish("toptalkers", snap)
         # links the windows forgot (idle too long) lose their series
         for p, win in self.windows.items():
             for link in [lk for lk, owner in self._owner.items() if owner == p and not win.has(lk)]:

@@ -1,10 +1,12 @@
 """The Faust app: agents over flows.v1 micro-batches (a thousandth of the raw message rate).
 
 Faust costs ~160 µs per message, so it never sees raw records: the ingest service hands it
-micro-batches of up to ``ingest.micro_batch_records`` records, already partitioned by link.
-Each partition's open windows live in the changelogged table ``link-windows`` (one entry per
-flows.v1 partition, written after every micro-batch), so a restarted or rebalanced worker
-continues from them; Faust commits flows.v1 offsets only after the agent has processed an event.
+micro-batches of up to ``ingest.micro_batch_records`` records, already partitioned by link,
+and watermark ticks. Each partition's open windows live in the changelogged table
+``link-windows`` together with the flows.v1 offset they include, written after every event.
+A worker that takes a partition over restores that state and skips the events it already
+includes, so the windows count each micro-batch once even when Faust re-delivers events it
+had not committed (it does not always commit on shutdown).
 """
 
 from __future__ import annotations
@@ -14,18 +16,49 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import msgspec
 import orjson
 
 from streams.analysis import Analyzer
 from streams.config import Config
 from streams.metrics import IngestMetrics
-from streams.wire import WireError, decode_batch
+from streams.wire import TICK_KEY, WireError, decode_batch, decode_tick
 
 log = logging.getLogger(__name__)
 
 
+class _Checkpoint(msgspec.Struct, array_like=True):
+    """A partition's window state and the last flows.v1 offset it includes."""
+
+    offset: int
+    windows: bytes
+
+
+_CHECKPOINT = msgspec.msgpack.Decoder(_Checkpoint)
+
+
 def _key(partition: int) -> bytes:
     return b"p%d" % partition
+
+
+def _restore(analyzer: Analyzer, partition: int, saved: bytes | None) -> int:
+    """Load a partition's checkpoint into the analyzer; return the offset it includes."""
+    if not saved:
+        return -1
+    try:
+        cp = _CHECKPOINT.decode(saved)
+        analyzer.restore(partition, cp.windows)
+    except (ValueError, msgspec.DecodeError) as exc:
+        log.error("partition %d: unreadable checkpoint (%s); starting fresh", partition, exc)
+        analyzer.revoke(partition)
+        return -1
+    return cp.offset
+
+
+async def _flush(pending: list[tuple[str, dict[str, Any]]], outputs: dict[str, Any]) -> None:
+    for kind, record in pending:
+        await outputs[kind].send(key=record["link"].encode(), value=orjson.dumps(record))
+    pending.clear()
 
 
 def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.App:
@@ -51,46 +84,58 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         loghandlers=[],
     )
     flows = app.topic(k.topics.flows, value_serializer="raw", key_serializer="raw")
-    toptalkers = app.topic(
-        cfg.analysis.toptalkers_topic, value_serializer="raw", key_serializer="raw"
-    )
+    outputs = {
+        "toptalkers": app.topic(cfg.analysis.toptalkers_topic, value_serializer="raw"),
+        "series": app.topic(cfg.analysis.series_topic, value_serializer="raw"),
+    }
     windows = app.Table(
         "link-windows",
         default=None,
         partitions=k.flows_partitions,
-    )  # keys and values are bytes: the app's serializers are "raw"
-    restored: set[int] = set()
-    pending: list[dict[str, Any]] = []
-    analyzer.publish = pending.append
+        key_type=bytes,  # bytes types make Faust use the "raw" codec; the default is JSON,
+        value_type=bytes,  # and a changelog it cannot decode stalls recovery forever
+    )
+    applied: dict[int, int] = {}  # partition -> last flows.v1 offset included in its state
+    pending: list[tuple[str, dict[str, Any]]] = []
+    analyzer.publish = lambda kind, record: pending.append((kind, record))
 
     @app.agent(flows)
     async def analyse(stream: Any) -> None:
         async for event in stream.events():
-            partition = event.message.partition
-            if partition not in restored:
-                saved = windows.get(_key(partition))
-                if saved:
-                    analyzer.restore(partition, saved)
-                restored.add(partition)
+            partition, offset = event.message.partition, event.message.offset
+            if partition not in applied:
+                applied[partition] = _restore(analyzer, partition, windows.get(_key(partition)))
+            if offset <= applied[partition]:
+                metrics.replayed.inc()  # already in the restored state
+                continue
             try:
-                batch = decode_batch(event.value)
+                if event.key == TICK_KEY:
+                    analyzer.advance(partition, decode_tick(event.value))
+                else:
+                    batch = decode_batch(event.value)
+                    analyzer.process(batch, partition)
+                    metrics.analysed.inc(len(batch))
             except WireError as exc:
                 metrics.wire_errors.inc()
                 log.warning("skipping an unreadable flows.v1 message: %s", exc)
-                continue
-            analyzer.process(batch, partition)
-            windows[_key(partition)] = analyzer.checkpoint(partition)
-            metrics.analysed.inc(len(batch))
-            while pending:
-                snap = pending.pop(0)
-                await toptalkers.send(key=snap["link"].encode(), value=orjson.dumps(snap))
+            except Exception:  # a bug must not stop the agent or be lost in a restart loop
+                metrics.analysis_errors.inc()
+                log.exception(
+                    "analysis failed on flows.v1 %d@%d; its records are not in the windows",
+                    partition,
+                    offset,
+                )
+            applied[partition] = offset
+            checkpoint = _Checkpoint(offset, analyzer.checkpoint(partition))
+            windows[_key(partition)] = msgspec.msgpack.encode(checkpoint)
+            await _flush(pending, outputs)
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
         for tp in revoked:
             if tp.topic == k.topics.flows:
                 analyzer.revoke(tp.partition)
-                restored.discard(tp.partition)
+                applied.pop(tp.partition, None)
 
     app.on_partitions_revoked.connect(on_revoked)
     return app

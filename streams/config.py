@@ -66,6 +66,10 @@ class IngestConfig(_Section):
     max_age_seconds: float = Field(366 * 86400, gt=0, description="older timestamps are invalid")
     max_future_seconds: float = Field(86400, ge=0, description="later timestamps are invalid")
     micro_batch_records: int = Field(2000, ge=1, description="records per flows.v1 message at most")
+    tick_interval_seconds: float = Field(1.0, gt=0, description="watermark ticks to flows.v1")
+    idle_seconds: float = Field(
+        30.0, gt=0, description="with no input this long, ticks follow the wall clock"
+    )
 
 
 class HttpConfig(_Section):
@@ -84,6 +88,7 @@ class AnalysisConfig(_Section):
     top_k: int = Field(20, ge=1, description="top talkers kept per link and window")
     top_windows: int = Field(6, ge=1, description="closed windows of top talkers on /toptalkers")
     toptalkers_topic: str = "toptalkers.v1"
+    series_topic: str = "linkseries.v1"
 
 
 class WorkerConfig(_Section):

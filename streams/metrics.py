@@ -136,6 +136,16 @@ class IngestMetrics:
             "Normalised records taken from flows.v1 by the analysis agent.",
             registry=registry,
         )
+        self.replayed = Counter(
+            "inferwatch_flow_batches_replayed",
+            "flows.v1 messages skipped because the restored window state already includes them.",
+            registry=registry,
+        )
+        self.analysis_errors = Counter(
+            "inferwatch_analysis_errors",
+            "flows.v1 messages whose analysis raised (a bug: see the log); the rest go on.",
+            registry=registry,
+        )
         self.wire_errors = Counter(
             "inferwatch_flow_batch_errors",
             "flows.v1 messages the analysis agent could not read (skipped, logged).",

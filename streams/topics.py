@@ -28,6 +28,7 @@ def wanted_topics(cfg: Config) -> list[NewTopic]:
         NewTopic(k.topics.dlq, k.raw_partitions, 1, topic_configs=big),
         NewTopic(k.topics.alerts, 1, 1),
         NewTopic(cfg.analysis.toptalkers_topic, 1, 1),
+        NewTopic(cfg.analysis.series_topic, 1, 1),
     ]
 
 

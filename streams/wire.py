@@ -33,6 +33,19 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(_Wire)
 
 
+TICK_KEY = b"~tick"  # key of watermark ticks on flows.v1; the value is a float64 (seconds)
+
+
+def encode_tick(watermark: float) -> bytes:
+    return np.asarray([watermark], dtype="<f8").tobytes()
+
+
+def decode_tick(data: bytes) -> float:
+    if len(data) != 8:
+        raise WireError(f"a watermark tick has 8 bytes, not {len(data)}")
+    return float(np.frombuffer(data, dtype="<f8")[0])
+
+
 class WireError(ValueError):
     """A flows.v1 message that is not a micro-batch of a version we read."""
 

@@ -25,7 +25,7 @@ from streams.config import Config
 from streams.ingest.decode import BatchDecoder, DecodeResult
 from streams.links import LinkCatalog
 from streams.metrics import IngestMetrics
-from streams.wire import encode_batch
+from streams.wire import TICK_KEY, encode_batch, encode_tick
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ class IngestService(mode.Service):
         self._stopping = False
         self.last_fetch = 0.0  # monotonic time of the last successful getmany
         self.broker_ok = False
+        self.event_time = float("-inf")  # latest end time of the records published
+        self._last_input = time.monotonic()
+        self._last_tick = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -173,7 +176,13 @@ class IngestService(mode.Service):
                     self._positions[tp] = tp_msgs[-1].offset + 1
             if fetched:
                 await self._process_with_retry(fetched)
-            if time.monotonic() - self._last_commit >= ic.commit_interval_seconds:
+            now = time.monotonic()
+            if now - self._last_tick >= ic.tick_interval_seconds:
+                try:
+                    await self.tick()
+                except KafkaError as exc:
+                    self._set_broker(False, exc)
+            if now - self._last_commit >= ic.commit_interval_seconds:
                 try:
                     await self.commit()
                 except KafkaError as exc:
@@ -227,6 +236,9 @@ class IngestService(mode.Service):
             await asyncio.gather(*futures)
         # durable: count and mark offsets
         self._count(result)
+        if len(result.batch):
+            self.event_time = max(self.event_time, float(result.batch.ts_end.max()))
+            self._last_input = time.monotonic()
         self.metrics.latency.observe_many(time.time() - appended)
         self.metrics.batches.inc()
         for tp, tp_msgs in fetched.items():
@@ -298,6 +310,28 @@ class IngestService(mode.Service):
             invalid[(r.fmt, r.reason.value)] += 1
         for (fmt, reason), n in invalid.items():
             records.labels("invalid", fmt, reason).inc(n)
+
+    def watermark(self) -> float:
+        """Event time for the ticks: the latest end time published, or, once the input has
+        been idle for ``ingest.idle_seconds``, the wall clock minus that allowance."""
+        idle = time.monotonic() - self._last_input
+        if idle >= self.cfg.ingest.idle_seconds:
+            return max(self.event_time, time.time() - self.cfg.ingest.idle_seconds)
+        return self.event_time
+
+    async def tick(self) -> None:
+        """Send the watermark to every flows.v1 partition, so idle partitions close windows."""
+        self._last_tick = time.monotonic()
+        wm = self.watermark()
+        if wm == float("-inf"):
+            return
+        value = encode_tick(wm)
+        topic = self.cfg.kafka.topics.flows
+        futures = [
+            await self._send(topic, value, key=TICK_KEY, partition=p)
+            for p in range(self.cfg.kafka.flows_partitions)
+        ]
+        await asyncio.gather(*futures)
 
     async def commit(self) -> None:
         """Commit the offsets of every batch whose effects are durable."""

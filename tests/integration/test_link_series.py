@@ -98,3 +98,57 @@ def test_link_cap_bounds_series_under_many_exporters(broker, names, start_worker
     # nothing lost: the bytes of every record are on /metrics, under its link or "other"
     assert worker.total("inferwatch_link_bytes_total") == sum(100 + i for i in range(3000))
     worker.terminate()
+
+
+def test_windows_survive_a_worker_restart_exactly(broker, names, start_worker):
+    """Half the records, SIGTERM, a new worker, the other half: every window once, exact."""
+    rng = random.Random(4)
+    t0 = (time.time() // 10) * 10 - 120
+    recs = []
+    for i in range(4000):
+        end = t0 + 100 * i / 4000 + rng.uniform(0, 0.5)  # end times rise through ten windows
+        recs.append({
+            "ip_src": "10.0.0.1", "ip_dst": "10.0.0.2", "packets": 1,
+            "bytes": 1 + rng.randint(0, 5000),
+            "peer_ip_src": "192.0.2.9", "iface_in": 1 + i % 2,
+            "timestamp_start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(end - 1)),
+            "timestamp_end": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(end)),
+        })  # fmt: skip
+    values = [orjson.dumps(r) for r in recs]
+    series = f"{names.raw}.series"
+    env = {"INFERWATCH_ANALYSIS__SERIES_TOPIC": series}
+    asyncio.run(create_topic(broker, names.raw, 1))  # one partition: records keep their order
+    asyncio.run(produce(broker, names.raw, values[:2000]))
+    first = start_worker(env)
+    first.wait_total("inferwatch_analysed_records_total", 2000)
+    assert first.terminate() < 10
+    asyncio.run(produce(broker, names.raw, values[2000:]))
+    # a last record far ahead closes every window of the data
+    # A last record far ahead, on one of the two links: the watermark ticks carry its time
+    # to every partition, so the other link's windows close too.
+    far = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t0 + 200))
+    closer = dict(recs[-1], bytes=0, timestamp_start=far, timestamp_end=far)
+    asyncio.run(produce(broker, names.raw, [orjson.dumps(closer)]))
+    second = start_worker(env)
+    second.wait_total("inferwatch_analysed_records_total", 2001)
+    time.sleep(2)
+    # whatever Faust committed, nothing of the first run is applied twice
+    assert second.total("inferwatch_analysed_records_total") == 2001
+    assert second.total("inferwatch_late_records_total") == 0
+
+    want: dict[tuple[str, float], int] = defaultdict(int)
+    for r in recs:
+        end = time.mktime(time.strptime(r["timestamp_end"], "%Y-%m-%d %H:%M:%S")) - time.timezone
+        want[(f"192.0.2.9#{r['iface_in']}", (end // 10) * 10)] += r["bytes"]
+    # data windows plus the zero-filled ones up to the closer: read all there is
+    got_msgs = asyncio.run(read_all(broker, series, 10**6, wait=8))
+    got: dict[tuple[str, float], float] = {}
+    for m in got_msgs:
+        w = orjson.loads(m.value)
+        key = (w["link"], w["window_start"])
+        assert key not in got, f"window {key} emitted twice"
+        got[key] = w["classes"]["unclassified"]["bytes_in"]
+    for key, total in want.items():
+        seen = sorted((w - t0, v) for (lk, w), v in got.items() if lk == key[0])
+        assert got.get(key) == total, (key, key[1] - t0, seen, second.log()[-1500:])
+    second.terminate()
