@@ -60,10 +60,7 @@ def parse_mix(text: str) -> dict[str, int]:
 
 
 def make_records(plan: Plan, now: float) -> list[bytes]:
-    """N records in the mix; a pool of at most 200,000 distinct ones repeated, or, with
-    ``distinct``, every record a distinct 5-tuple from its own source address."""
-    if plan.distinct:
-        return _distinct_records(plan.records, now)
+    """N records in the mix: a pool of at most 200,000 distinct ones, repeated."""
     rng = random.Random(plan.seed)
     gens = [
         g
@@ -74,11 +71,12 @@ def make_records(plan: Plan, now: float) -> list[bytes]:
     return [pool[i % len(pool)] for i in range(plan.records)]
 
 
-def _distinct_records(n: int, now: float) -> list[bytes]:
+def distinct_records(start: int, n: int, now: float) -> list[bytes]:
+    """Records ``start`` .. ``start + n - 1``, each a distinct 5-tuple from its own address."""
     ts = synth.pmacct_time(now - 2)
     out = []
-    for i in range(n):
-        a, b, c = (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF
+    for i in range(start, start + n):
+        a, b, c = (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF  # 16.7M distinct sources
         port = 1024 + (i * 7919) % 64000
         out.append(
             b'{"ip_src":"10.%d.%d.%d","ip_dst":"198.51.100.%d","port_src":%d,"port_dst":443,'
@@ -243,9 +241,14 @@ def run(plan: Plan) -> dict[str, Any]:
              {"raw": "flows.raw", "flows": "flows.v1", "dlq": "flows.dlq.v1", "alerts": "alerts.v1",
               "top": "toptalkers.v1"}.items()}  # fmt: skip
     now = time.time()
-    values = make_records(plan, now)
     asyncio.run(_create_topics(plan.broker, names))
-    produce_s = asyncio.run(produce(plan.broker, names["raw"], values))
+    if plan.distinct:  # generated and produced in chunks: millions of records
+        produce_s = 0.0
+        for start in range(0, plan.records, 500_000):
+            chunk = distinct_records(start, min(500_000, plan.records - start), now)
+            produce_s += asyncio.run(produce(plan.broker, names["raw"], chunk))
+    else:
+        produce_s = asyncio.run(produce(plan.broker, names["raw"], make_records(plan, now)))
     raw_rate = asyncio.run(raw_consume_rate(plan.broker, names["raw"], plan.records))
 
     port = _free_port()
@@ -277,8 +280,11 @@ def run(plan: Plan) -> dict[str, Any]:
         # latency at about half the maximum rate
         rate = plan.latency_rate or max(worker_rate / 2, 100.0)
         n_lat = max(int(rate * plan.latency_seconds), 100)
-        lat_values = make_records(
-            Plan(plan.broker, n_lat, plan.mix, plan.distinct, 0, plan.seed + 1), time.time()
+        lat_plan = Plan(plan.broker, n_lat, plan.mix, plan.distinct, 0, seed=plan.seed + 1)
+        lat_values = (
+            distinct_records(plan.records, n_lat, time.time())
+            if plan.distinct
+            else make_records(lat_plan, time.time())
         )
         s0 = _scrape(port)
         asyncio.run(produce(plan.broker, names["raw"], lat_values, rate=rate))
