@@ -56,12 +56,20 @@ def worker(
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 def check_config(file: Path) -> None:
-    """Validate a configuration FILE (with the INFERWATCH_* environment applied); print it."""
+    """Validate a configuration FILE and its link catalog (INFERWATCH_* applied); print it."""
     import yaml
 
+    from streams.config import resolve_path
+    from streams.links import LinkCatalog
+
     cfg = _load(file)
+    links_file = resolve_path(cfg.analysis.links_file)
+    try:
+        catalog = LinkCatalog.load(links_file)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid link catalog: {exc}") from exc
     click.echo(yaml.safe_dump(cfg.model_dump(), sort_keys=False).rstrip())
-    click.echo(f"# {file}: valid", err=True)
+    click.echo(f"# {file}: valid; link catalog {links_file}: {len(catalog.links)} links", err=True)
 
 
 @main.command()

@@ -136,10 +136,22 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, tuple[list[str], Any]]:
     return found
 
 
-def _format_error(err: ValidationError) -> str:
+def format_error(err: ValidationError) -> str:
+    """The first problem of a pydantic validation error as "dotted.key: message"."""
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return f"{where}: {first['msg']}"
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a missing file or bad YAML raises ConfigError naming the file."""
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
 
 
 def load_config(
@@ -150,32 +162,26 @@ def load_config(
     """Load and validate the configuration; raise ConfigError with the offending key."""
     tree: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        loaded = read_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
         tree = loaded
     try:
         Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_format_error(exc)}") from exc
+        raise ConfigError(f"{path}: {format_error(exc)}") from exc
     for name, (keypath, value) in _env_overrides(env or {}).items():
         _set_path(tree, keypath, value)
         try:
             Config.model_validate(tree)
         except ValidationError as exc:
-            raise ConfigError(f"{name}: {_format_error(exc)}") from exc
+            raise ConfigError(f"{name}: {format_error(exc)}") from exc
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(tree, dotted.split("."), value)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc)) from exc
+        raise ConfigError(format_error(exc)) from exc

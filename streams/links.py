@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detectors.flows import FORMATS, FlowBatch
+from streams.config import format_error, read_yaml
 from streams.errors import ConfigError
 
 DEFAULT_LINKS_PATH = Path(__file__).resolve().parent.parent / "config" / "links.yaml"
@@ -69,23 +69,14 @@ class LinkCatalog:
         try:
             parsed = _LinksFile.model_validate(data if data is not None else {})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{source}: {where}: {first['msg']}") from exc
+            raise ConfigError(f"{source}: {format_error(exc)}") from exc
         return cls(parsed.links)
 
     @classmethod
     def load(cls, path: str | Path | None) -> LinkCatalog:
         if path is None:
             return cls([])
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        return cls.from_dict(data, str(p))
+        return cls.from_dict(read_yaml(path), str(path))
 
     def capacity(self, link: str) -> float | None:
         lk = self.links.get(link)
