@@ -93,6 +93,9 @@ class AnalysisConfig(_Section):
 
 class WorkerConfig(_Section):
     state_dir: str = ".cache/state"
+    shutdown_timeout_seconds: float = Field(
+        15.0, gt=0, description="a stop that takes longer ends the process with status 1"
+    )
 
 
 class Config(_Section):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
+from streams import logs
 from streams.analysis import Analyzer
 from streams.app import build_app
 from streams.config import Config, resolve_path
@@ -36,6 +40,43 @@ def prepare_topics(cfg: Config, wait_seconds: float = 60.0) -> None:
             time.sleep(2.0)
 
 
+class _Worker(faust.Worker):
+    """faust.Worker that cannot hang while stopping.
+
+    A stop (SIGTERM, or a service that crashed, for example while the broker vanished during
+    start-up) waits for Kafka clients to close; with the broker gone that can take forever,
+    and a hung process is never restarted by its supervisor. Once a stop begins, a watchdog
+    thread ends the process after ``timeout`` seconds with status 1.
+    """
+
+    def __init__(self, *args: Any, shutdown_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shutdown_timeout = shutdown_timeout
+        self._watchdog: threading.Timer | None = None
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self._shutdown_timeout, self._give_up)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _give_up(self) -> None:
+        log.error("stopping took more than %.0fs; exiting with status 1", self._shutdown_timeout)
+        logging.shutdown()
+        os._exit(1)
+
+    async def stop(self) -> None:
+        self._arm_watchdog()
+        await super().stop()
+
+    def on_worker_shutdown(self) -> None:
+        self._arm_watchdog()
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logs.install(logger)
+
+
 def run_worker(cfg: Config) -> None:
     """Run a worker until SIGTERM/SIGINT; returns never (exits the process)."""
     if cfg.kafka.create_topics:
@@ -55,12 +96,13 @@ def run_worker(cfg: Config) -> None:
         ingest.healthy,
         json_routes={"/toptalkers": analyzer.top_talkers},
     )
-    worker = faust.Worker(
+    worker = _Worker(
         app,
         ingest,
         http,
         loglevel=cfg.log_level.upper(),
         quiet=True,
         redirect_stdouts=False,
+        shutdown_timeout=cfg.worker.shutdown_timeout_seconds,
     )
     worker.execute_from_commandline()

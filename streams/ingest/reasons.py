@@ -18,6 +18,7 @@ class Reason(StrEnum):
     INVALID_VALUE = "invalid_value"  # out of range: port, protocol, address, name, counter size
     TIME_ORDER = "time_order"  # flow ends before it starts
     TIME_RANGE = "time_range"  # timestamps far in the past or future of the Kafka append time
+    INTERNAL_ERROR = "internal_error"  # inferwatch failed on the batch (a bug; see the log)
 
 
 REASONS: tuple[str, ...] = tuple(r.value for r in Reason)

@@ -21,8 +21,10 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from detectors.flows import FlowBatch
 from streams.config import Config
-from streams.ingest.decode import BatchDecoder, DecodeResult
+from streams.ingest.decode import BatchDecoder, DecodeResult, Reject
+from streams.ingest.reasons import Reason
 from streams.links import LinkCatalog
 from streams.metrics import IngestMetrics
 from streams.wire import TICK_KEY, encode_batch, encode_tick
@@ -90,6 +92,7 @@ class IngestService(mode.Service):
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition
         self._last_commit = time.monotonic()
         self._runner: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._stopping = False
         self.last_fetch = 0.0  # monotonic time of the last successful getmany
         self.broker_ok = False
@@ -98,9 +101,9 @@ class IngestService(mode.Service):
         self._last_tick = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def on_start(self) -> None:
+    def _new_producer(self) -> AIOKafkaProducer:
         k = self.cfg.kafka
-        self._producer = AIOKafkaProducer(
+        return AIOKafkaProducer(
             bootstrap_servers=k.broker,
             client_id=f"{k.client_id}-ingest",
             acks="all",
@@ -110,6 +113,36 @@ class IngestService(mode.Service):
             max_request_size=k.max_message_bytes,
             request_timeout_ms=30_000,
         )
+
+    async def _replace_producer(self) -> None:
+        """A failed batch may leave the idempotent producer unusable (after a broker restart
+        every retry fails with OutOfOrderSequenceNumber): start over with a new one, swapped
+        in only once it has connected."""
+        old = self._producer
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.stop(), timeout=5.0)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("ingest: old producer did not stop cleanly: %r", exc)
+        backoff = 1.0
+        while True:
+            new = self._new_producer()
+            try:
+                await new.start()
+            except (KafkaError, OSError) as exc:
+                await new.stop()
+                if self._stopping:
+                    raise
+                log.warning("ingest: cannot start a producer yet (%r); retrying", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            self._producer = new
+            return
+
+    async def on_start(self) -> None:
+        k = self.cfg.kafka
+        self._producer = self._new_producer()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=k.broker,
             client_id=f"{k.client_id}-ingest",
@@ -128,9 +161,24 @@ class IngestService(mode.Service):
         self.broker_ok = True
         self.metrics.broker_up.set(1)
         self._runner = asyncio.ensure_future(self._run())
+        self._prober = asyncio.ensure_future(self._probe())
+
+    async def _probe(self, every: float = 3.0) -> None:
+        """Ask the broker for metadata every few seconds: aiokafka reconnects quietly, so a
+        fetch loop alone would not notice an outage while no records flow."""
+        assert self._producer is not None
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=every)
+                self._set_broker(True)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                self._set_broker(False, exc)
+            await asyncio.sleep(every)
 
     async def on_stop(self) -> None:
         self._stopping = True
+        if self._prober is not None:
+            self._prober.cancel()
         if self._runner is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._runner), timeout=7.0)
@@ -170,6 +218,10 @@ class IngestService(mode.Service):
                 self._set_broker(False, exc)
                 await asyncio.sleep(1.0)
                 continue
+            except Exception:  # a bug must not end ingestion silently; the batch is read again
+                log.exception("ingest: unexpected error; retrying in 1s")
+                await asyncio.sleep(1.0)
+                continue
             self.last_fetch = time.monotonic()
             for tp, tp_msgs in fetched.items():
                 if tp_msgs:
@@ -204,6 +256,11 @@ class IngestService(mode.Service):
                     return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+                try:
+                    await self._replace_producer()
+                except (KafkaError, OSError):
+                    self._rewind(fetched)  # stopping with the broker gone
+                    return
 
     def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         assert self._consumer is not None
@@ -229,8 +286,19 @@ class IngestService(mode.Service):
         ]
         values = [m.value for m in msgs]
         appended = np.fromiter((m.timestamp for m in msgs), dtype=np.float64, count=len(msgs)) / 1e3
-        result = self.decoder.decode(values, appended)
-        futures = await self._publish(result)
+        try:
+            result = self.decoder.decode(values, appended)
+            futures = await self._publish(result)
+        except KafkaError:
+            raise
+        except Exception as exc:  # a bug: keep every record, on the dead-letter topic
+            log.exception("ingest: failed on a batch of %d records; dead-lettering it", len(msgs))
+            detail = f"inferwatch failed on this batch: {exc!r}"[:300]
+            rejects = [
+                Reject(i, Reason.INTERNAL_ERROR, detail, "unknown") for i in range(len(msgs))
+            ]
+            result = DecodeResult(FlowBatch.empty(), np.zeros(0, dtype=np.int64), rejects)
+            futures = []
         futures += await self._dead_letter(result, msgs)
         if futures:
             await asyncio.gather(*futures)
@@ -367,6 +435,8 @@ class IngestService(mode.Service):
     def healthy(self) -> tuple[bool, str]:
         if self._consumer is None:
             return False, "ingest not started"
+        if self._runner is not None and self._runner.done():
+            return False, "ingest loop stopped (see the log)"
         if not self.broker_ok:
             return False, "Kafka broker unreachable"
         age = time.monotonic() - self.last_fetch
