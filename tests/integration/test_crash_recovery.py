@@ -24,15 +24,15 @@ def test_kill_9_mid_stream(broker, names, start_worker):
     values = good + bad
     asyncio.run(create_topic(broker, names.raw, 4))
     asyncio.run(produce(broker, names.raw, values))
-    env = {"INFERWATCH_INGEST__MAX_BATCH_RECORDS": "2000"}
+    env = {"INFERWATCH_INGEST__MAX_BATCH_RECORDS": "300"}
+    group = names.env()["INFERWATCH_KAFKA__INGEST_GROUP"]
     first = start_worker(env)
-    at_kill = 0.0
-    while at_kill < 30_000:
-        at_kill = first.total("inferwatch_flow_records_total")
-        time.sleep(0.02)
+    # kill it mid-stream, once it has committed something and moved on since
+    while asyncio.run(committed(broker, group, names.raw)) < 10_000:
+        time.sleep(0.1)
+    at_kill = first.total("inferwatch_flow_records_total")
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait()
-    group = names.env()["INFERWATCH_KAFKA__INGEST_GROUP"]
     resumed_from = asyncio.run(committed(broker, group, names.raw))
     assert 0 < resumed_from < len(values)
 
