@@ -38,7 +38,7 @@ sleep 1
 mkdir -p "$work/www"
 head -c 300000 /dev/urandom >"$work/www/big.bin"
 head -c 2000 /dev/urandom >"$work/www/small.bin"
-(cd "$work/www" && python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1) & pids+=($!)
+(cd "$work/www" && exec python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1) & pids+=($!)
 sleep 1
 for i in $(seq 1 12); do
   python3 - "$i" <<'PY'
@@ -62,20 +62,18 @@ python3 - "$work" "$out" <<'PY'
 import json, sys
 work, out = sys.argv[1], sys.argv[2]
 collector_ports = {21000, 21055}
-def keep(sport, dport):
-    return sport not in collector_ports and dport not in collector_ports
-with open(f"{work}/pmacct.json") as f, open(f"{out}/pmacct.jsonl", "w") as o:
+
+def copy(name, sport_key, dport_key):
+    """Copy one collector's records, leaving out the exporters' own NetFlow datagrams."""
     n = 0
-    for line in f:
-        r = json.loads(line)
-        if keep(r.get("port_src"), r.get("port_dst")):
-            o.write(json.dumps(r, separators=(",", ":")) + "\n"); n += 1
-print("pmacct records:", n)
-with open(f"{work}/goflow2.json") as f, open(f"{out}/goflow2.jsonl", "w") as o:
-    n = 0
-    for line in f:
-        r = json.loads(line)
-        if keep(r.get("src_port"), r.get("dst_port")):
-            o.write(json.dumps(r, separators=(",", ":")) + "\n"); n += 1
-print("goflow2 records:", n)
+    with open(f"{work}/{name}.json") as f, open(f"{out}/{name}.jsonl", "w") as o:
+        for line in f:
+            r = json.loads(line)
+            if r.get(sport_key) not in collector_ports and r.get(dport_key) not in collector_ports:
+                o.write(json.dumps(r, separators=(",", ":")) + "\n")
+                n += 1
+    print(f"{name} records:", n)
+
+copy("pmacct", "port_src", "port_dst")
+copy("goflow2", "src_port", "dst_port")
 PY
