@@ -8,7 +8,14 @@ set -euo pipefail
 out="$(cd "$(dirname "$0")" && pwd)/samples"
 work="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# Every daemon runs in its own session: stopping its process group also stops the children
+# (nfacctd's plugins outlive their core process otherwise).
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 goflow2="${GOFLOW2:-$(command -v goflow2 || echo "$HOME/go/bin/goflow2")}"
 for tool in nfacctd softflowd softflowctl "$goflow2"; do
@@ -26,19 +33,19 @@ print_output_file_append[json]: true
 print_refresh_time[json]: 1
 aggregate[json]: src_host, dst_host, src_port, dst_port, proto, tcpflags, peer_src_ip, in_iface, out_iface, timestamp_start, timestamp_end, sampling_rate
 EOF
-nfacctd -f "$work/nfacctd.conf" >"$work/nfacctd.log" 2>&1 & pids+=($!)
-"$goflow2" -listen "netflow://127.0.0.1:21055" -format json -transport file \
+setsid nfacctd -f "$work/nfacctd.conf" >"$work/nfacctd.log" 2>&1 & pids+=($!)
+setsid "$goflow2" -listen "netflow://127.0.0.1:21055" -format json -transport file \
   -transport.file "$work/goflow2.json" >"$work/goflow2.log" 2>&1 & pids+=($!)
 # Two exporters on lo, one per collector; both see the same packets.
-softflowd -d -i lo -v 9 -n 127.0.0.1:21000 -c "$work/sf1.ctl" -p "$work/sf1.pid" >"$work/sf1.log" 2>&1 & pids+=($!)
-softflowd -d -i lo -v 9 -n 127.0.0.1:21055 -c "$work/sf2.ctl" -p "$work/sf2.pid" >"$work/sf2.log" 2>&1 & pids+=($!)
+setsid softflowd -d -i lo -v 9 -n 127.0.0.1:21000 -c "$work/sf1.ctl" -p "$work/sf1.pid" >"$work/sf1.log" 2>&1 & pids+=($!)
+setsid softflowd -d -i lo -v 9 -n 127.0.0.1:21055 -c "$work/sf2.ctl" -p "$work/sf2.pid" >"$work/sf2.log" 2>&1 & pids+=($!)
 sleep 1
 
 # Traffic: a few HTTP downloads of different sizes and some UDP datagrams.
 mkdir -p "$work/www"
 head -c 300000 /dev/urandom >"$work/www/big.bin"
 head -c 2000 /dev/urandom >"$work/www/small.bin"
-(cd "$work/www" && exec python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1) & pids+=($!)
+(cd "$work/www" && exec setsid python3 -m http.server 18080 --bind 127.0.0.1 >/dev/null 2>&1) & pids+=($!)
 sleep 1
 for i in $(seq 1 12); do
   python3 - "$i" <<'PY'
