@@ -31,6 +31,7 @@ from detectors.windows import (
     ClosedWindow,
     LinkWindows,
 )
+from streams.anonymise import Anonymiser
 from streams.config import AnalysisConfig
 from streams.links import LinkCatalog
 from streams.metrics import LinkMetrics
@@ -125,6 +126,12 @@ class Analyzer:
         self.publish = publish
         self.clock = clock
         self.cap = LinkCap(cfg.max_links)
+        self.anonymiser = Anonymiser(
+            cfg.anonymise,
+            v4=cfg.anonymise_prefix_v4,
+            v6=cfg.anonymise_prefix_v6,
+            key=cfg.hash_key(),
+        )
         self.windows: dict[int, LinkWindows] = {}
         self.talkers: dict[str, TopTalkers] = {}
         self._owner: dict[str, int] = {}  # link -> partition whose windows hold it
@@ -230,6 +237,9 @@ class Analyzer:
         n = len(batch)
         total = (batch.bytes_fwd + batch.bytes_rev).astype(np.float64)
         src, dst = batch.src_ip.tolist(), batch.dst_ip.tolist()
+        if self.anonymiser.mode != "none":
+            anon = self.anonymiser.address
+            src, dst = [anon(a) for a in src], [anon(a) for a in dst]
         sp, dp, pr = batch.src_port.tolist(), batch.dst_port.tolist(), batch.proto.tolist()
         flow_keys = np.empty(n, dtype=object)
         flow_keys[:] = [
@@ -239,7 +249,8 @@ class Analyzer:
         code = np.fromiter((index.setdefault(lk, len(index)) for lk in links.tolist()), np.int64, n)
         order = np.argsort(code, kind="stable")
         bounds = np.flatnonzero(np.diff(code[order])) + 1
-        host_keys = np.concatenate([batch.src_ip, batch.dst_ip])
+        host_keys = np.empty(2 * n, dtype=object)
+        host_keys[:] = src + dst
         for rows in np.split(order, bounds):
             link = links[rows[0]]
             tt = self.talkers.get(link)

@@ -68,7 +68,7 @@ def check_config(file: Path) -> None:
         catalog = LinkCatalog.load(links_file)
     except ConfigError as exc:
         raise click.ClickException(f"invalid link catalog: {exc}") from exc
-    click.echo(yaml.safe_dump(cfg.model_dump(), sort_keys=False).rstrip())
+    click.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).rstrip())
     click.echo(f"# {file}: valid; link catalog {links_file}: {len(catalog.links)} links", err=True)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from streams.errors import ConfigError
 
@@ -75,6 +75,26 @@ class IngestConfig(_Section):
 class HttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
+    basic_auth_user: str | None = None
+    basic_auth_password: SecretStr | None = Field(None, description="better: the _file key")
+    basic_auth_password_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> HttpConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        has_password = self.basic_auth_password is not None or self.basic_auth_password_file
+        if bool(self.basic_auth_user) != bool(has_password):
+            raise ValueError("basic_auth_user needs basic_auth_password(_file), and the reverse")
+        return self
+
+    def password(self) -> str | None:
+        """The basic-auth password, from the file when one is named."""
+        if self.basic_auth_password_file:
+            return read_secret(self.basic_auth_password_file)
+        return self.basic_auth_password.get_secret_value() if self.basic_auth_password else None
 
 
 class AnalysisConfig(_Section):
@@ -88,6 +108,26 @@ class AnalysisConfig(_Section):
     top_k: int = Field(20, ge=1, description="top talkers kept per link and window")
     top_windows: int = Field(6, ge=1, description="closed windows of top talkers on /toptalkers")
     toptalkers_topic: str = "toptalkers.v1"
+    anonymise: Literal["none", "prefix", "hash"] = Field(
+        "none",
+        description="addresses in top-talker output: as they are, truncated, or keyed hashes",
+    )
+    anonymise_prefix_v4: int = Field(24, ge=0, le=32)
+    anonymise_prefix_v6: int = Field(48, ge=0, le=128)
+    anonymise_key: SecretStr | None = Field(None, description="better: the _file key")
+    anonymise_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _key_for_hash(self) -> AnalysisConfig:
+        if self.anonymise == "hash" and not (self.anonymise_key or self.anonymise_key_file):
+            raise ValueError("anonymise: hash needs anonymise_key or anonymise_key_file")
+        return self
+
+    def hash_key(self) -> bytes | None:
+        if self.anonymise_key_file:
+            return read_secret(self.anonymise_key_file).encode()
+        return self.anonymise_key.get_secret_value().encode() if self.anonymise_key else None
+
     series_topic: str = "linkseries.v1"
 
 
@@ -105,6 +145,14 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def read_secret(path: str) -> str:
+    """A secret from a file (one line; surrounding whitespace dropped). Never logged."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the secret: {exc.strerror}") from exc
 
 
 def resolve_path(path: str | None) -> Path | None:
@@ -175,12 +223,17 @@ def load_config(
         Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {format_error(exc)}") from exc
-    for name, (keypath, value) in _env_overrides(env or {}).items():
+    overrides_env = _env_overrides(env or {})
+    for keypath, value in overrides_env.values():
         _set_path(tree, keypath, value)
-        try:
-            Config.model_validate(tree)
-        except ValidationError as exc:
-            raise ConfigError(f"{name}: {format_error(exc)}") from exc
+    try:
+        Config.model_validate(tree)
+    except ValidationError as exc:
+        loc = [str(p) for p in exc.errors()[0]["loc"]]
+        # the variable whose key the error is about, or that sets something inside that section
+        culprits = [n for n, (kp, _) in overrides_env.items() if kp[: len(loc)] == loc[: len(kp)]]
+        where = culprits[0] if culprits else "environment"
+        raise ConfigError(f"{where}: {format_error(exc)}") from exc
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(tree, dotted.split("."), value)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +30,18 @@ class HttpService(mode.Service):
         registry: CollectorRegistry,
         health: HealthCheck,
         json_routes: dict[str, Callable[[], Any]] | None = None,
+        *,
+        basic_auth: tuple[str, str] | None = None,
+        tls: tuple[str, str] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self._auth_header = (
+            None
+            if basic_auth is None
+            else "Basic " + base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        )
+        self.tls = tls
         self.host = host
         self.port = port
         self.registry = registry
@@ -52,20 +64,40 @@ class HttpService(mode.Service):
         body = orjson.dumps({"status": "ok" if ok else "unhealthy", "detail": detail})
         return web.Response(body=body, status=200 if ok else 503, content_type="application/json")
 
+    @web.middleware
+    async def _require_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Basic auth on every endpoint but /healthz (orchestrators probe it without secrets)."""
+        if self._auth_header is not None and request.path != "/healthz":
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), self._auth_header.encode()):
+                return web.Response(
+                    status=401, headers={"WWW-Authenticate": 'Basic realm="inferwatch"'}
+                )
+        response: web.StreamResponse = await handler(request)
+        return response
+
     async def on_start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._require_auth])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         for path, source in self.json_routes.items():
             app.router.add_get(path, self._json(source))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        ssl_context = None
+        if self.tls is not None:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(*self.tls)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info("serving /metrics and /healthz on http://%s:%d", self.host, self.port)
+        scheme = "https" if self.tls else "http"
+        auth = " (basic auth)" if self._auth_header else ""
+        log.info(
+            "serving /metrics and /healthz on %s://%s:%d%s", scheme, self.host, self.port, auth
+        )
 
     async def on_stop(self) -> None:
         if self._runner is not None:

@@ -77,6 +77,18 @@ class _Worker(faust.Worker):
         logs.install(logger)
 
 
+def _basic_auth(cfg: Config) -> tuple[str, str] | None:
+    password = cfg.http.password()
+    if cfg.http.basic_auth_user and password:
+        return cfg.http.basic_auth_user, password
+    return None
+
+
+def _tls(cfg: Config) -> tuple[str, str] | None:
+    h = cfg.http
+    return (h.tls_cert_file, h.tls_key_file) if h.tls_cert_file and h.tls_key_file else None
+
+
 def run_worker(cfg: Config) -> None:
     """Run a worker until SIGTERM/SIGINT; returns never (exits the process)."""
     if cfg.kafka.create_topics:
@@ -95,6 +107,8 @@ def run_worker(cfg: Config) -> None:
         registry,
         ingest.healthy,
         json_routes={"/toptalkers": analyzer.top_talkers},
+        basic_auth=_basic_auth(cfg),
+        tls=_tls(cfg),
     )
     worker = _Worker(
         app,

@@ -166,7 +166,8 @@ class WorkerProcess:
         return time.monotonic() - t0
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
 
