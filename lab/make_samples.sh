@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates lab/samples/{pmacct,goflow2}.jsonl with the real exporters and collectors:
+# Regenerates lab/samples/{pmacct,goflow2}.jsonl and goflow2.pb with the real exporters and collectors:
 # softflowd meters live loopback traffic (HTTP downloads and UDP datagrams made here) and exports
 # NetFlow v9 to pmacct's nfacctd (print plugin, JSON: the same serialiser as its Kafka plugin)
 # and to goflow2 (JSON to a file). Needs root (softflowd captures on lo), Debian's pmacct and
@@ -34,11 +34,14 @@ print_refresh_time[json]: 1
 aggregate[json]: src_host, dst_host, src_port, dst_port, proto, tcpflags, peer_src_ip, in_iface, out_iface, timestamp_start, timestamp_end, sampling_rate
 EOF
 setsid nfacctd -f "$work/nfacctd.conf" >"$work/nfacctd.log" 2>&1 & pids+=($!)
-setsid "$goflow2" -listen "netflow://127.0.0.1:21055" -format json -transport file \
+setsid "$goflow2" -addr 127.0.0.1:18155 -listen "netflow://127.0.0.1:21055" -format json -transport file \
   -transport.file "$work/goflow2.json" >"$work/goflow2.log" 2>&1 & pids+=($!)
-# Two exporters on lo, one per collector; both see the same packets.
+setsid "$goflow2" -addr 127.0.0.1:18157 -listen "netflow://127.0.0.1:21057" -format bin -transport file \
+  -transport.file "$work/goflow2.bin" >"$work/goflow2-bin.log" 2>&1 & pids+=($!)
+# Three exporters on lo, one per collector; all see the same packets.
 setsid softflowd -d -i lo -v 9 -n 127.0.0.1:21000 -c "$work/sf1.ctl" -p "$work/sf1.pid" >"$work/sf1.log" 2>&1 & pids+=($!)
 setsid softflowd -d -i lo -v 9 -n 127.0.0.1:21055 -c "$work/sf2.ctl" -p "$work/sf2.pid" >"$work/sf2.log" 2>&1 & pids+=($!)
+setsid softflowd -d -i lo -v 9 -n 127.0.0.1:21057 -c "$work/sf3.ctl" -p "$work/sf3.pid" >"$work/sf3.log" 2>&1 & pids+=($!)
 sleep 1
 
 # Traffic: a few HTTP downloads of different sizes and some UDP datagrams.
@@ -61,6 +64,7 @@ done
 sleep 1
 softflowctl -c "$work/sf1.ctl" expire-all >/dev/null
 softflowctl -c "$work/sf2.ctl" expire-all >/dev/null
+softflowctl -c "$work/sf3.ctl" expire-all >/dev/null
 sleep 3
 
 mkdir -p "$out"
@@ -68,7 +72,7 @@ mkdir -p "$out"
 python3 - "$work" "$out" <<'PY'
 import json, sys
 work, out = sys.argv[1], sys.argv[2]
-collector_ports = {21000, 21055}
+collector_ports = {21000, 21055, 21057}
 
 def copy(name, sport_key, dport_key):
     """Copy one collector's records, leaving out the exporters' own NetFlow datagrams."""
@@ -83,4 +87,10 @@ def copy(name, sport_key, dport_key):
 
 copy("pmacct", "port_src", "port_dst")
 copy("goflow2", "src_port", "dst_port")
+PY
+# goflow2's protobuf output, as it is: varint-length-delimited FlowMessages (the same bytes
+# its Kafka transport sends, one message per Kafka record).
+cp "$work/goflow2.bin" "$out/goflow2.pb"
+echo "goflow2 protobuf bytes: $(wc -c <"$out/goflow2.pb")"
+: <<'PY'
 PY

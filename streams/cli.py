@@ -97,6 +97,13 @@ def check_config(file: Path) -> None:
     show_default=True,
     help="Shift each record's timestamps so the file starts now (pmacct, goflow2, native).",
 )
+@click.option(
+    "--framing",
+    type=click.Choice(["lines", "varint"]),
+    default="lines",
+    show_default=True,
+    help="lines: one JSON record per line; varint: goflow2's binary (-format bin) capture.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False))
 def replay(
@@ -106,6 +113,7 @@ def replay(
     rate: float,
     loops: int,
     retime: bool,
+    framing: str,
     progress: bool,
     config: Path | None,
 ) -> None:
@@ -122,6 +130,7 @@ def replay(
             loops=loops,
             retime=retime,
             progress=progress,
+            framing=framing,
         )
     except InferwatchError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -58,7 +58,7 @@ class KafkaConfig(_Section):
 
 
 class IngestConfig(_Section):
-    format: Literal["auto", "pmacct", "goflow2", "native"] = "auto"
+    format: Literal["auto", "pmacct", "goflow2", "native", "goflow2-protobuf"] = "auto"
     max_record_bytes: int = Field(64 * 1024, ge=256)
     max_batch_records: int = Field(10_000, ge=1)
     poll_timeout_seconds: float = Field(0.2, gt=0)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from streams.config import Config
 from streams.errors import ServiceError
+from streams.ingest import goflow2pb
 
 _PMACCT_FMT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -76,8 +77,16 @@ def _shift(obj: dict[str, Any], offset: float) -> dict[str, Any]:
     return obj
 
 
-def load_lines(path: Path, retime: bool, now: float | None = None) -> list[bytes]:
-    """The file's non-empty lines, retimed when asked (unparseable lines stay as they are)."""
+def load_lines(
+    path: Path, retime: bool, now: float | None = None, framing: str = "lines"
+) -> list[bytes]:
+    """The file's records, retimed when asked (unparseable lines stay as they are).
+
+    ``framing``: "lines" (one JSON record per line) or "varint" (goflow2's binary capture:
+    length-prefixed protobuf messages, replayed as they are, without retiming).
+    """
+    if framing == "varint":
+        return list(goflow2pb.split_file(path.read_bytes()))
     lines = [ln for ln in path.read_bytes().split(b"\n") if ln.strip()]
     if not retime:
         return lines
@@ -162,6 +171,7 @@ def replay_file(
     loops: int = 1,
     retime: bool = False,
     progress: bool = True,
+    framing: str = "lines",
 ) -> ReplaySummary:
-    lines = load_lines(path, retime)
+    lines = load_lines(path, retime, framing=framing)
     return asyncio.run(_replay(cfg, lines, topic or cfg.kafka.topics.raw, rate, loops, progress))

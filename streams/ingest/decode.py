@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 
 from detectors.flows import FORMATS, FlowBatch
+from streams.ingest import goflow2pb
 from streams.ingest.formats import (
     DECODERS,
     Goflow2Record,
@@ -177,7 +178,8 @@ class BatchDecoder:
         rejects: list[Reject] = []
         parsed: dict[str, tuple[list[int], list[Any]]] = {f: ([], []) for f in FORMATS}
         max_bytes = self.max_record_bytes
-        forced = None if self.fmt == "auto" else self.fmt
+        protobuf = self.fmt == "goflow2-protobuf"
+        forced = None if self.fmt == "auto" or protobuf else self.fmt
         for i, value in enumerate(values):
             if not value:
                 rejects.append(Reject(i, Reason.EMPTY, "empty message", "unknown"))
@@ -186,6 +188,15 @@ class BatchDecoder:
                 rejects.append(
                     Reject(i, Reason.OVERSIZED, f"{len(value)} bytes > {max_bytes}", "unknown")
                 )
+                continue
+            if protobuf:
+                try:
+                    rec = goflow2pb.decode(value)
+                except goflow2pb.ProtobufError as exc:
+                    rejects.append(Reject(i, Reason.NOT_PROTOBUF, str(exc)[:300], "goflow2"))
+                    continue
+                parsed["goflow2"][0].append(i)
+                parsed["goflow2"][1].append(rec)
                 continue
             fmt = forced or sniff(value)
             if fmt is None:

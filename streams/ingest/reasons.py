@@ -10,6 +10,7 @@ class Reason(StrEnum):
     OVERSIZED = "oversized"  # longer than ingest.max_record_bytes
     BAD_ENCODING = "bad_encoding"  # not UTF-8
     NOT_JSON = "not_json"  # not parseable as JSON
+    NOT_PROTOBUF = "not_protobuf"  # goflow2-protobuf: not a valid FlowMessage
     NOT_OBJECT = "not_object"  # JSON, but not an object
     UNKNOWN_FORMAT = "unknown_format"  # an object of no supported format
     MISSING_FIELD = "missing_field"  # a required field is absent

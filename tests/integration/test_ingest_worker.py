@@ -94,3 +94,28 @@ def test_real_exporter_samples_and_restart_resumes_from_commit(broker, names, st
     time.sleep(2)
     assert again.total("inferwatch_flow_records_total") == 50
     again.terminate()
+
+
+def test_goflow2_protobuf_through_a_worker(broker, names, start_worker):
+    """`inferwatch replay --framing varint` of goflow2's binary capture, a worker configured
+    for goflow2-protobuf: every record counted, garbage refused as not_protobuf."""
+    import subprocess
+
+    from tests.conftest import INFERWATCH
+    from tests.records import SAMPLES
+
+    asyncio.run(create_topic(broker, names.raw, 2))
+    res = subprocess.run(
+        [str(INFERWATCH), "replay", str(SAMPLES / "goflow2.pb"), "--framing", "varint",
+         "--broker", broker, "--topic", names.raw, "--no-progress"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    n = int(res.stdout.split("replayed ")[1].split()[0])
+    asyncio.run(produce(broker, names.raw, [b"\x00\xff garbage", b'{"src_addr": "json"}']))
+    worker = start_worker({"INFERWATCH_INGEST__FORMAT": "goflow2-protobuf"})
+    worker.wait_total("inferwatch_flow_records_total", n + 2)
+    assert worker.total("inferwatch_flow_records_total", outcome="ok", format="goflow2") == n > 10
+    assert worker.total("inferwatch_flow_records_total", reason="not_protobuf") == 2
+    worker.wait_total("inferwatch_analysed_records_total", n)
+    worker.terminate()
