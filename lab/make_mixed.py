@@ -36,7 +36,8 @@ def main() -> None:
     lines = pm + gf + [orjson.dumps(native(rng, t0)) for _ in range(40)] + MALFORMED
     rng.shuffle(lines)
     (SAMPLES / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    print(f"mixed.jsonl: {len(pm)} pmacct, {len(gf)} goflow2, 40 native, {len(MALFORMED)} malformed")
+    kinds = f"{len(pm)} pmacct, {len(gf)} goflow2, 40 native, {len(MALFORMED)} malformed"
+    print(f"mixed.jsonl: {kinds}")
 
 
 if __name__ == "__main__":

@@ -235,11 +235,58 @@ def _wait(
     raise RuntimeError(f"{name} did not reach {value} within {timeout}s")
 
 
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Any
+    names: dict[str, str]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _names(suffix: str) -> dict[str, str]:
+    topics = {"raw": "flows.raw", "flows": "flows.v1", "dlq": "flows.dlq.v1", "alerts": "alerts.v1",
+              "top": "toptalkers.v1", "series": "linkseries.v1"}  # fmt: skip
+    return {k: f"bench-{suffix}.{v}" for k, v in topics.items()}
+
+
+def _start_worker(broker: str, suffix: str, names: dict[str, str]) -> _Worker:
+    """A worker process on private topics and groups, its log in a temporary folder."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")}
+    work = Path(tempfile.mkdtemp(prefix=f"inferwatch-bench-{suffix}-"))
+    env.update(
+        {
+            "INFERWATCH_KAFKA__TOPICS__RAW": names["raw"],
+            "INFERWATCH_KAFKA__TOPICS__FLOWS": names["flows"],
+            "INFERWATCH_KAFKA__TOPICS__DLQ": names["dlq"],
+            "INFERWATCH_KAFKA__TOPICS__ALERTS": names["alerts"],
+            "INFERWATCH_ANALYSIS__TOPTALKERS_TOPIC": names["top"],
+            "INFERWATCH_ANALYSIS__SERIES_TOPIC": names["series"],
+            "INFERWATCH_KAFKA__INGEST_GROUP": f"bench-{suffix}-ingest",
+            "INFERWATCH_KAFKA__APP_ID": f"bench-{suffix}",
+            "INFERWATCH_WORKER__STATE_DIR": str(work / "state"),
+            "INFERWATCH_LOG_LEVEL": "warning",
+        }
+    )
+    log = (work / "worker.log").open("wb")
+    proc = subprocess.Popen(  # noqa: S603
+        [str(INFERWATCH), "worker", "--broker", broker, "--metrics-port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return _Worker(proc, port, log, names)
+
+
 def run(plan: Plan) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
-    names = {k: f"bench-{suffix}.{v}" for k, v in
-             {"raw": "flows.raw", "flows": "flows.v1", "dlq": "flows.dlq.v1", "alerts": "alerts.v1",
-              "top": "toptalkers.v1"}.items()}  # fmt: skip
+    names = _names(suffix)
     now = time.time()
     asyncio.run(_create_topics(plan.broker, names))
     if plan.distinct:  # generated and produced in chunks: millions of records
@@ -251,27 +298,8 @@ def run(plan: Plan) -> dict[str, Any]:
         produce_s = asyncio.run(produce(plan.broker, names["raw"], make_records(plan, now)))
     raw_rate = asyncio.run(raw_consume_rate(plan.broker, names["raw"], plan.records))
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")}
-    work = Path(tempfile.mkdtemp(prefix=f"inferwatch-bench-{suffix}-"))
-    env.update(
-        {
-            "INFERWATCH_KAFKA__TOPICS__RAW": names["raw"],
-            "INFERWATCH_KAFKA__TOPICS__FLOWS": names["flows"],
-            "INFERWATCH_KAFKA__TOPICS__DLQ": names["dlq"],
-            "INFERWATCH_KAFKA__TOPICS__ALERTS": names["alerts"],
-            "INFERWATCH_ANALYSIS__TOPTALKERS_TOPIC": names["top"],
-            "INFERWATCH_KAFKA__INGEST_GROUP": f"bench-{suffix}-ingest",
-            "INFERWATCH_KAFKA__APP_ID": f"bench-{suffix}",
-            "INFERWATCH_WORKER__STATE_DIR": str(work / "state"),
-            "INFERWATCH_LOG_LEVEL": "warning",
-        }
-    )
-    log = (work / "worker.log").open("wb")
-    proc = subprocess.Popen(  # noqa: S603
-        [str(INFERWATCH), "worker", "--broker", plan.broker, "--metrics-port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    worker = _start_worker(plan.broker, suffix, names)
+    proc, port = worker.proc, worker.port
     try:
         first, _ = _wait(port, "inferwatch_flow_records_total", 1, proc, 120)
         _, last = _wait(port, "inferwatch_analysed_records_total", plan.records, proc, 600)
@@ -297,12 +325,7 @@ def run(plan: Plan) -> dict[str, Any]:
         rss = _peak_rss(proc.pid)
         ok = _scrape(port).get("inferwatch_flow_records_total", 0.0)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        worker.stop()
     return {
         "benchmark": "pipeline",
         "records": plan.records,
@@ -326,4 +349,95 @@ def run(plan: Plan) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "numpy": np.__version__,
+    }
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _lag(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(body)
+        for s in fam.samples
+        if s.name == "inferwatch_consumer_lag_records"
+    )
+
+
+def soak(
+    broker: str, minutes: float, rate: float, sample_seconds: float = 10.0
+) -> list[dict[str, Any]]:
+    """Feed a worker ``rate`` distinct records/s for ``minutes``; sample it every
+    ``sample_seconds``. Returns the samples and, last, a summary."""
+    suffix = uuid.uuid4().hex[:8]
+    names = _names(suffix)
+    asyncio.run(_create_topics(broker, names))
+    worker = _start_worker(broker, suffix, names)
+    samples: list[dict[str, Any]] = []
+    try:
+        _wait(worker.port, "inferwatch_broker_up", 1, worker.proc, 120)
+
+        async def feed() -> None:
+            sent, t0 = 0, time.monotonic()
+            end = t0 + minutes * 60
+            while time.monotonic() < end:
+                chunk = distinct_records(sent, int(rate), time.time())  # one second's worth
+                await produce(broker, names["raw"], chunk, rate=rate)
+                sent += len(chunk)
+
+        async def sample() -> None:
+            t0 = time.monotonic()
+            before = (await asyncio.to_thread(_scrape, worker.port))["buckets"]
+            while time.monotonic() - t0 < minutes * 60:
+                await asyncio.sleep(sample_seconds)
+                now = await asyncio.to_thread(_scrape, worker.port)
+                samples.append({
+                    "t_seconds": round(time.monotonic() - t0, 1),
+                    "records": int(now.get("inferwatch_flow_records_total", 0)),
+                    "rss_bytes": _rss(worker.proc.pid),
+                    "lag_records": await asyncio.to_thread(_lag, worker.port),
+                    "latency_p50_seconds": quantile_from_buckets(before, now["buckets"], 0.5),
+                    "latency_p99_seconds": quantile_from_buckets(before, now["buckets"], 0.99),
+                })  # fmt: skip
+                before = now["buckets"]
+
+        async def both() -> None:
+            await asyncio.gather(feed(), sample())
+
+        asyncio.run(both())
+    finally:
+        worker.stop()
+    return [*samples, soak_summary(samples, rate)]
+
+
+def soak_summary(samples: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    """RSS trend over the second half (MB per minute, a least-squares slope), worst lag and p99.
+
+    >>> s = [{"t_seconds": 60.0 * i, "rss_bytes": 100e6 + i * 1e6, "lag_records": 0,
+    ...       "latency_p99_seconds": 0.1, "records": i} for i in range(10)]
+    >>> soak_summary(s, 1000.0)["rss_slope_mb_per_minute_second_half"]
+    1.0
+    """
+    half = samples[len(samples) // 2 :] or samples
+    t = np.asarray([s["t_seconds"] for s in half]) / 60.0
+    rss = np.asarray([s["rss_bytes"] for s in half]) / 1e6
+    slope = float(np.polyfit(t, rss, 1)[0]) if len(half) >= 2 else 0.0
+    p99 = [s["latency_p99_seconds"] for s in samples if s["latency_p99_seconds"] is not None]
+    return {
+        "benchmark": "soak",
+        "rate_records_per_s": rate,
+        "minutes": round(samples[-1]["t_seconds"] / 60, 2) if samples else 0,
+        "records": samples[-1]["records"] if samples else 0,
+        "rss_first_bytes": samples[0]["rss_bytes"] if samples else 0,
+        "rss_last_bytes": samples[-1]["rss_bytes"] if samples else 0,
+        "rss_max_bytes": max((s["rss_bytes"] for s in samples), default=0),
+        "rss_slope_mb_per_minute_second_half": round(slope, 3),
+        "lag_max_records": max((s["lag_records"] for s in samples), default=0),
+        "latency_p99_max_seconds": max(p99, default=None),
     }

@@ -195,5 +195,37 @@ def bench_pipeline(
             f.write(line + "\n")
 
 
+@bench.command("soak")
+@click.option("--broker", required=True, help="Kafka bootstrap server HOST:PORT.")
+@click.option("--minutes", type=float, default=30.0, show_default=True)
+@click.option(
+    "--rate",
+    type=float,
+    default=30_000.0,
+    show_default=True,
+    help="Records per second (distinct 5-tuples); about half the maximum rate.",
+)
+@click.option("--sample-seconds", type=float, default=10.0, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also append the JSON lines here.",
+)
+def bench_soak(
+    broker: str, minutes: float, rate: float, sample_seconds: float, out: Path | None
+) -> None:
+    """Feed a worker at a steady rate; print RSS, lag and latency over time, then a summary."""
+    import orjson
+
+    from streams.bench import soak
+
+    lines = [orjson.dumps(s).decode() for s in soak(broker, minutes, rate, sample_seconds)]
+    for line in lines:
+        click.echo(line)
+    if out is not None:
+        with out.open("a") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
     sys.exit(main())
