@@ -218,8 +218,8 @@ class IngestService(mode.Service):
                 self._set_broker(False, exc)
                 await asyncio.sleep(1.0)
                 continue
-            except Exception:  # a bug must not end ingestion silently; the batch is read again
-                log.exception("ingest: unexpected error; retrying in 1s")
+            except Exception:  # an unexpected fetch failure must not end ingestion silently
+                log.exception("ingest: fetching failed unexpectedly; retrying in 1s")
                 await asyncio.sleep(1.0)
                 continue
             self.last_fetch = time.monotonic()
