@@ -381,10 +381,12 @@ def soak(
     worker = _start_worker(broker, suffix, names)
     samples: list[dict[str, Any]] = []
     try:
-        _wait(worker.port, "inferwatch_broker_up", 1, worker.proc, 120)
+        # warm up: both stages running (the Faust stage joins its group after ingest starts)
+        asyncio.run(produce(broker, names["raw"], distinct_records(0, 1000, time.time())))
+        _wait(worker.port, "inferwatch_analysed_records_total", 1000, worker.proc, 120)
 
         async def feed() -> None:
-            sent, t0 = 0, time.monotonic()
+            sent, t0 = 1000, time.monotonic()
             end = t0 + minutes * 60
             while time.monotonic() < end:
                 chunk = distinct_records(sent, int(rate), time.time())  # one second's worth
@@ -393,7 +395,8 @@ def soak(
 
         async def sample() -> None:
             t0 = time.monotonic()
-            before = (await asyncio.to_thread(_scrape, worker.port))["buckets"]
+            first = await asyncio.to_thread(_scrape, worker.port)
+            before, before_ingest = first["buckets"], first["ingest_buckets"]
             while time.monotonic() - t0 < minutes * 60:
                 await asyncio.sleep(sample_seconds)
                 now = await asyncio.to_thread(_scrape, worker.port)
@@ -404,8 +407,11 @@ def soak(
                     "lag_records": await asyncio.to_thread(_lag, worker.port),
                     "latency_p50_seconds": quantile_from_buckets(before, now["buckets"], 0.5),
                     "latency_p99_seconds": quantile_from_buckets(before, now["buckets"], 0.99),
+                    "ingest_latency_p99_seconds": quantile_from_buckets(
+                        before_ingest, now["ingest_buckets"], 0.99
+                    ),
                 })  # fmt: skip
-                before = now["buckets"]
+                before, before_ingest = now["buckets"], now["ingest_buckets"]
 
         async def both() -> None:
             await asyncio.gather(feed(), sample())
