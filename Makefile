@@ -48,11 +48,11 @@ unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration" tests
 
 integration: setup
-	KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
+	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  $(PY) -m pytest -m integration tests
 
 test: setup lint typecheck
-	KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
+	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  $(PY) -m pytest --doctest-modules streams detectors tests
 
 clean:

@@ -8,8 +8,9 @@
 #   services/kafka/kafka.sh run CMD [ARG..]  start a broker, run CMD, stop the broker on any exit
 #
 # Environment: KAFKA_PORT (default 9092), KAFKA_HOME (default .cache/kafka under the repo),
-# KAFKA_WAIT_SECONDS (default 90). Every port gets its own data and PID file, so a test broker
-# and a `make run` broker can live side by side.
+# KAFKA_WAIT_SECONDS (default 90), KAFKA_FRESH=1 (start from empty storage: what tests want).
+# Every port gets its own data and PID file, so a test broker and a `make run` broker can live
+# side by side.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -97,8 +98,11 @@ start() {
   if answers; then
     die "something else already answers on 127.0.0.1:$port; set KAFKA_PORT to another port"
   fi
-  write_config
   local cluster_id_file="$state/cluster.id"
+  if [ "${KAFKA_FRESH:-0}" = 1 ]; then
+    rm -rf "$state/data" "$cluster_id_file"
+  fi
+  write_config
   [ -f "$cluster_id_file" ] || java -cp "$lib/*" org.apache.kafka.common.Uuid 2>/dev/null >"$cluster_id_file" \
     || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$cluster_id_file"
   local log4j="$here/log4j2.yaml"

@@ -20,14 +20,14 @@ KAFKA = REPO / "services" / "kafka" / "kafka.sh"
 PORT = 19292  # a private broker: the shared test broker must not go down under other tests
 
 
-def kafka(cmd: str) -> None:
-    env = dict(os.environ, KAFKA_PORT=str(PORT))
+def kafka(cmd: str, fresh: bool = False) -> None:
+    env = dict(os.environ, KAFKA_PORT=str(PORT), KAFKA_FRESH="1" if fresh else "0")
     subprocess.run(["bash", str(KAFKA), cmd], env=env, check=True, capture_output=True, timeout=120)
 
 
 @pytest.fixture
 def private_broker(broker):  # `broker` makes sure this runs under `make test`
-    kafka("start")
+    kafka("start", fresh=True)
     yield f"127.0.0.1:{PORT}"
     kafka("stop")
 
