@@ -183,6 +183,19 @@ class FlowBatch:
         return np.asarray(self.ts_end - self.ts_start)
 
 
+def factorize(keys: Sequence[Any]) -> tuple[Array, dict[Any, int]]:
+    """Integer codes for hashable keys, in order of first appearance, and the key -> code map
+    (its iteration order is the codes' order).
+
+    >>> codes, index = factorize(["b", "a", "b"])
+    >>> codes.tolist(), list(index)
+    ([0, 1, 0], ['b', 'a'])
+    """
+    index: dict[Any, int] = {}
+    codes = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
+    return codes, index
+
+
 def _flatten(packets: Sequence[PacketLists | None]) -> dict[str, Array]:
     present = [p for p in packets if p is not None]
     counts = np.fromiter(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.flows import Array
+from detectors.flows import Array, factorize
 
 
 class TopK:
@@ -28,10 +28,7 @@ class TopK:
     def update(self, keys: Array, weights: Array) -> None:
         if len(keys) == 0:
             return
-        index: dict[str, int] = {}
-        code = np.fromiter(
-            (index.setdefault(k, len(index)) for k in keys.tolist()), np.int64, len(keys)
-        )
+        code, index = factorize(keys.tolist())
         sums = np.bincount(code, weights=weights.astype(np.float64), minlength=len(index))
         self.total += float(sums.sum())
         names = list(index)

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detectors.flows import Array
+from detectors.flows import Array, factorize
 
 FIELDS = (
     "bytes_in",
@@ -112,8 +112,7 @@ class LinkWindows:
         n = len(links)
         if n == 0:
             return
-        index: dict[str, int] = {}
-        code = np.fromiter((index.setdefault(lk, len(index)) for lk in links.tolist()), np.int64, n)
+        code, index = factorize(links.tolist())
         names = list(index)
         w_end = np.floor(ts_end / self.window).astype(np.int64)
         w_start = np.minimum(np.floor(ts_start / self.window).astype(np.int64), w_end)

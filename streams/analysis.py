@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from detectors.features import flow_features
-from detectors.flows import Array, FlowBatch
+from detectors.flows import Array, FlowBatch, factorize
 from detectors.topk import TopK
 from detectors.windows import (
     ACTIVE,
@@ -208,15 +208,7 @@ class Analyzer:
         self._publish_windows(windows.close())
 
     def _count(self, links: Array, classes: Array, *cols: Array) -> None:
-        index: dict[tuple[str, int], int] = {}
-        code = np.fromiter(
-            (
-                index.setdefault(key, len(index))
-                for key in zip(links.tolist(), classes.tolist(), strict=True)
-            ),
-            np.int64,
-            len(links),
-        )
+        code, index = factorize(list(zip(links.tolist(), classes.tolist(), strict=True)))
         sums = [np.bincount(code, weights=c, minlength=len(index)) for c in cols]
         flows = np.bincount(code, minlength=len(index))
         m = self.metrics
@@ -245,8 +237,7 @@ class Analyzer:
         flow_keys[:] = [
             f"{a}:{b} > {c}:{d} /{e}" for a, b, c, d, e in zip(src, sp, dst, dp, pr, strict=True)
         ]
-        index: dict[str, int] = {}
-        code = np.fromiter((index.setdefault(lk, len(index)) for lk in links.tolist()), np.int64, n)
+        code, _ = factorize(links.tolist())
         order = np.argsort(code, kind="stable")
         bounds = np.flatnonzero(np.diff(code[order])) + 1
         host_keys = np.empty(2 * n, dtype=object)
