@@ -58,6 +58,16 @@ class LinkPartitioner:
         return np.fromiter((get(k) for k in links.tolist()), dtype=np.int32, count=len(links))
 
 
+async def _stop_client(client: AIOKafkaConsumer | AIOKafkaProducer | None, name: str) -> None:
+    """Stop a Kafka client within 5 s; with the broker gone it may not stop cleanly."""
+    if client is None:
+        return
+    try:
+        await asyncio.wait_for(client.stop(), timeout=5.0)
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("ingest: %s did not stop cleanly: %r", name, exc)
+
+
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, service: IngestService) -> None:
         self.service = service
@@ -118,12 +128,7 @@ class IngestService(mode.Service):
         """A failed batch may leave the idempotent producer unusable (after a broker restart
         every retry fails with OutOfOrderSequenceNumber): start over with a new one, swapped
         in only once it has connected."""
-        old = self._producer
-        if old is not None:
-            try:
-                await asyncio.wait_for(old.stop(), timeout=5.0)
-            except (TimeoutError, KafkaError) as exc:
-                log.warning("ingest: old producer did not stop cleanly: %r", exc)
+        await _stop_client(self._producer, "old producer")
         backoff = 1.0
         while True:
             new = self._new_producer()
@@ -193,16 +198,9 @@ class IngestService(mode.Service):
                 exc,
             )
         try:
-            if self._consumer is not None:
-                await asyncio.wait_for(self._consumer.stop(), timeout=5.0)
-        except (TimeoutError, KafkaError) as exc:
-            log.warning("ingest: consumer did not stop cleanly: %r", exc)
+            await _stop_client(self._consumer, "consumer")
         finally:
-            if self._producer is not None:
-                try:
-                    await asyncio.wait_for(self._producer.stop(), timeout=5.0)
-                except (TimeoutError, KafkaError) as exc:
-                    log.warning("ingest: producer did not stop cleanly: %r", exc)
+            await _stop_client(self._producer, "producer")
 
     # -- the loop --------------------------------------------------------------------------
     async def _run(self) -> None:
