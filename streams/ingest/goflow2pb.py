@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
@@ -57,6 +58,12 @@ def _message_class() -> Any:
 
 
 FlowMessage = _message_class()
+
+
+_COPIED = (
+    "bytes", "packets", "time_flow_start_ns", "time_flow_end_ns", "time_received_ns",
+    "src_port", "dst_port", "proto", "in_if", "out_if", "tcp_flags",
+)  # fmt: skip
 
 
 class ProtobufError(ValueError):
@@ -113,33 +120,20 @@ def decode(value: bytes) -> Goflow2Record:
         raise ProtobufError(f"not a protobuf FlowMessage: {exc}") from exc
     if not msg.src_addr or not msg.dst_addr:
         raise ProtobufError("missing src_addr or dst_addr")
-    if msg.bytes > 2**53 or msg.packets > 2**53 or msg.src_port > 65535 or msg.dst_port > 65535:
-        raise ProtobufError("a counter or port is out of range")
-    if (
-        msg.proto > 255
-        or msg.tcp_flags > 0xFFFF
-        or max(msg.time_flow_start_ns, msg.time_flow_end_ns) > 4 * 10**18
-    ):
-        raise ProtobufError("protocol, flags or timestamps out of range")
-    return Goflow2Record(
-        src_addr=_address(msg.src_addr, "src_addr"),
-        dst_addr=_address(msg.dst_addr, "dst_addr"),
-        bytes=msg.bytes,
-        packets=msg.packets,
-        time_flow_start_ns=msg.time_flow_start_ns,
-        time_flow_end_ns=msg.time_flow_end_ns,
-        time_received_ns=msg.time_received_ns,
-        src_port=msg.src_port,
-        dst_port=msg.dst_port,
-        proto=msg.proto,
-        in_if=msg.in_if,
-        out_if=msg.out_if,
-        sampler_address=_address(msg.sampler_address, "sampler_address")
-        if msg.sampler_address
-        else "",
-        sampling_rate=min(msg.sampling_rate, 2**31),
-        tcp_flags=msg.tcp_flags,
-    )
+    fields = {
+        "src_addr": _address(msg.src_addr, "src_addr"),
+        "dst_addr": _address(msg.dst_addr, "dst_addr"),
+        "sampler_address": (
+            _address(msg.sampler_address, "sampler_address") if msg.sampler_address else ""
+        ),
+        "sampling_rate": min(msg.sampling_rate, 2**31),
+    }
+    for name in _COPIED:
+        fields[name] = getattr(msg, name)
+    try:  # the ranges are Goflow2Record's own, as for goflow2's JSON
+        return msgspec.convert(fields, Goflow2Record)
+    except msgspec.ValidationError as exc:
+        raise ProtobufError(f"out of range: {exc}") from exc
 
 
 def split_file(data: bytes) -> Iterator[bytes]:
