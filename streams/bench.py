@@ -172,8 +172,8 @@ def _scrape(port: int) -> dict[str, Any]:
                 out["ingest_buckets"][float(s.labels["le"])] = s.value
             elif not s.labels:
                 out[s.name] = s.value
-            elif s.name == "inferwatch_flow_records_total":
-                out[s.name] = out.get(s.name, 0.0) + s.value
+            elif s.name in ("inferwatch_flow_records_total", "inferwatch_consumer_lag_records"):
+                out[s.name] = out.get(s.name, 0.0) + s.value  # summed over their labels
     return out
 
 
@@ -205,9 +205,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _peak_rss(pid: int) -> int:
+def _memory(pid: int, field: str) -> int:
+    """A memory figure of /proc/PID/status in bytes: VmRSS (now) or VmHWM (peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
 
@@ -322,7 +323,7 @@ def run(plan: Plan) -> dict[str, Any]:
         p99 = quantile_from_buckets(s0["buckets"], s1["buckets"], 0.99)
         i50 = quantile_from_buckets(s0["ingest_buckets"], s1["ingest_buckets"], 0.5)
         i99 = quantile_from_buckets(s0["ingest_buckets"], s1["ingest_buckets"], 0.99)
-        rss = _peak_rss(proc.pid)
+        rss = _memory(proc.pid, "VmHWM")
         ok = _scrape(port).get("inferwatch_flow_records_total", 0.0)
     finally:
         worker.stop()
@@ -350,24 +351,6 @@ def run(plan: Plan) -> dict[str, Any]:
         },
         "numpy": np.__version__,
     }
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _lag(port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
-    return sum(
-        s.value
-        for fam in text_string_to_metric_families(body)
-        for s in fam.samples
-        if s.name == "inferwatch_consumer_lag_records"
-    )
 
 
 def soak(
@@ -403,8 +386,8 @@ def soak(
                 samples.append({
                     "t_seconds": round(time.monotonic() - t0, 1),
                     "records": int(now.get("inferwatch_flow_records_total", 0)),
-                    "rss_bytes": _rss(worker.proc.pid),
-                    "lag_records": await asyncio.to_thread(_lag, worker.port),
+                    "rss_bytes": _memory(worker.proc.pid, "VmRSS"),
+                    "lag_records": now.get("inferwatch_consumer_lag_records", 0.0),
                     "latency_p50_seconds": quantile_from_buckets(before, now["buckets"], 0.5),
                     "latency_p99_seconds": quantile_from_buckets(before, now["buckets"], 0.99),
                     "ingest_latency_p99_seconds": quantile_from_buckets(
