@@ -92,9 +92,7 @@ class HttpConfig(_Section):
 
     def password(self) -> str | None:
         """The basic-auth password, from the file when one is named."""
-        if self.basic_auth_password_file:
-            return read_secret(self.basic_auth_password_file)
-        return self.basic_auth_password.get_secret_value() if self.basic_auth_password else None
+        return secret(self.basic_auth_password_file, self.basic_auth_password)
 
 
 class AnalysisConfig(_Section):
@@ -108,6 +106,7 @@ class AnalysisConfig(_Section):
     top_k: int = Field(20, ge=1, description="top talkers kept per link and window")
     top_windows: int = Field(6, ge=1, description="closed windows of top talkers on /toptalkers")
     toptalkers_topic: str = "toptalkers.v1"
+    series_topic: str = "linkseries.v1"
     anonymise: Literal["none", "prefix", "hash"] = Field(
         "none",
         description="addresses in top-talker output: as they are, truncated, or keyed hashes",
@@ -124,11 +123,8 @@ class AnalysisConfig(_Section):
         return self
 
     def hash_key(self) -> bytes | None:
-        if self.anonymise_key_file:
-            return read_secret(self.anonymise_key_file).encode()
-        return self.anonymise_key.get_secret_value().encode() if self.anonymise_key else None
-
-    series_topic: str = "linkseries.v1"
+        key = secret(self.anonymise_key_file, self.anonymise_key)
+        return key.encode() if key is not None else None
 
 
 class WorkerConfig(_Section):
@@ -145,6 +141,13 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def secret(path: str | None, inline: SecretStr | None) -> str | None:
+    """A secret from its file when one is named, else the inline value (env or YAML)."""
+    if path:
+        return read_secret(path)
+    return inline.get_secret_value() if inline is not None else None
 
 
 def read_secret(path: str) -> str:
