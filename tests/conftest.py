@@ -150,7 +150,21 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker died:\n{self.log()}")
             time.sleep(0.3)
-        raise AssertionError(f"{name}{labels} = {got}, expected {value}:\n{self.log()[-3000:]}")
+        counters = {
+            n: self.total(n)
+            for n in (
+                "inferwatch_flow_records_total",
+                "inferwatch_analysed_records_total",
+                "inferwatch_flow_batches_replayed_total",
+                "inferwatch_analysis_errors_total",
+                "inferwatch_flow_batch_errors_total",
+                "inferwatch_late_records_total",
+            )
+        }
+        raise AssertionError(
+            f"{name}{labels} = {got}, expected {value}; worker counters {counters}:\n"
+            f"{self.log()[-3000:]}"
+        )
 
     def terminate(self, timeout: float = 15.0) -> float:
         """SIGTERM; return the seconds it took to exit."""
