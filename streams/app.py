@@ -6,7 +6,8 @@ and watermark ticks. Each partition's open windows live in the changelogged tabl
 ``link-windows`` together with the flows.v1 offset they include, written after every event.
 A worker that takes a partition over restores that state and skips the events it already
 includes, so the windows count each micro-batch once even when Faust re-delivers events it
-had not committed (it does not always commit on shutdown).
+had not committed (it does not always commit on shutdown), and ``Continuity`` re-reads the
+events Faust drops around a rebalance (see there).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any
 import faust
 import msgspec
 import orjson
+from faust.types import TP
 
 from streams.analysis import Analyzer
 from streams.config import Config
+from streams.continuity import Continuity
 from streams.metrics import IngestMetrics
 from streams.wire import TICK_KEY, WireError, decode_batch, decode_tick
 
@@ -52,6 +55,7 @@ def _restore(analyzer: Analyzer, partition: int, saved: bytes | None) -> int:
         log.error("partition %d: unreadable checkpoint (%s); starting fresh", partition, exc)
         analyzer.revoke(partition)
         return -1
+    log.info("partition %d: window state restored up to flows.v1 offset %d", partition, cp.offset)
     return cp.offset
 
 
@@ -95,7 +99,16 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         key_type=bytes,  # bytes types make Faust use the "raw" codec; the default is JSON,
         value_type=bytes,  # and a changelog it cannot decode stalls recovery forever
     )
-    applied: dict[int, int] = {}  # partition -> last flows.v1 offset included in its state
+
+    async def earliest(partition: int) -> int:
+        tp = TP(k.topics.flows, partition)
+        return (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+
+    async def seek(partition: int, offset: int) -> None:
+        await app.consumer.seek(TP(k.topics.flows, partition), offset)
+
+    counters = {"replayed": metrics.replayed, "reread": metrics.reread, "expired": metrics.expired}
+    continuity = Continuity(earliest, seek, lambda kind, n: counters[kind].inc(n))
     pending: list[tuple[str, dict[str, Any]]] = []
     analyzer.publish = lambda kind, record: pending.append((kind, record))
 
@@ -103,11 +116,11 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     async def analyse(stream: Any) -> None:
         async for event in stream.events():
             partition, offset = event.message.partition, event.message.offset
-            if partition not in applied:
-                applied[partition] = _restore(analyzer, partition, windows.get(_key(partition)))
-            if offset <= applied[partition]:
-                metrics.replayed.inc()  # already in the restored state
-                continue
+            if not continuity.knows(partition):
+                saved = windows.get(_key(partition))
+                continuity.restore(partition, _restore(analyzer, partition, saved))
+            if not await continuity.admit(partition, offset):
+                continue  # already in the state, or waiting for a re-read of what is missing
             try:
                 if event.key == TICK_KEY:
                     analyzer.advance(partition, decode_tick(event.value))
@@ -125,7 +138,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
                     partition,
                     offset,
                 )
-            applied[partition] = offset
+            continuity.applied(partition, offset)
             checkpoint = _Checkpoint(offset, analyzer.checkpoint(partition))
             windows[_key(partition)] = msgspec.msgpack.encode(checkpoint)
             await _flush(pending, outputs)
@@ -135,7 +148,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         for tp in revoked:
             if tp.topic == k.topics.flows:
                 analyzer.revoke(tp.partition)
-                applied.pop(tp.partition, None)
+                continuity.forget(tp.partition)
 
     app.on_partitions_revoked.connect(on_revoked)
     return app

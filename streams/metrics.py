@@ -141,6 +141,16 @@ class IngestMetrics:
             "flows.v1 messages skipped because the restored window state already includes them.",
             registry=registry,
         )
+        self.reread = Counter(
+            "inferwatch_flow_batches_reread",
+            "flows.v1 messages found missing from the delivered sequence and read again.",
+            registry=registry,
+        )
+        self.expired = Counter(
+            "inferwatch_flow_batches_expired",
+            "flows.v1 messages deleted by retention before the analysis agent read them.",
+            registry=registry,
+        )
         self.analysis_errors = Counter(
             "inferwatch_analysis_errors",
             "flows.v1 messages whose analysis raised (a bug: see the log); the rest go on.",
