@@ -137,6 +137,73 @@ def replay(
     click.echo(summary.describe())
 
 
+@main.command()
+@click.option("--interface", "-i", help="Capture live on this network interface (root).")
+@click.option(
+    "--pcap", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Read a capture."
+)
+@click.option("--broker", help="Kafka bootstrap server HOST:PORT.")
+@click.option("--topic", help="Topic to publish to (default: kafka.topics.raw, flows.raw).")
+@click.option("--exporter", default="probe-1", show_default=True, help="Exporter name in records.")
+@click.option("--iface-index", type=int, default=1, show_default=True, help="iface_in in records.")
+@click.option("--link", help="Explicit link id for every record (else exporter#iface_in).")
+@click.option(
+    "--first-packets",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Packet summaries (size, direction, gap) kept per flow; 0-255.",
+)
+@click.option("--idle-timeout", type=int, default=15, show_default=True, help="Seconds.")
+@click.option("--active-timeout", type=int, default=120, show_default=True, help="Seconds.")
+@click.option("--bpf", help="BPF filter, e.g. 'tcp or udp'.")
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False))
+def probe(
+    interface: str | None,
+    pcap: Path | None,
+    broker: str | None,
+    topic: str | None,
+    exporter: str,
+    iface_index: int,
+    link: str | None,
+    first_packets: int,
+    idle_timeout: int,
+    active_timeout: int,
+    bpf: str | None,
+    config: Path | None,
+) -> None:
+    """Meter packets (--interface or --pcap) into native flow records on flows.raw.
+
+    Flows carry per-direction counters, the TLS/QUIC server name when visible and the sizes,
+    directions and gaps of their first packets. A capture file is read to its end; a live
+    interface until Ctrl-C or SIGTERM. Metering is nfstream's (docs/probe.md).
+    """
+    import asyncio
+
+    from streams.probe import ProbeOptions, run_probe
+
+    if (interface is None) == (pcap is None):
+        raise click.UsageError("give exactly one of --interface and --pcap")
+    cfg = _load(config, **{"kafka.broker": broker})
+    opts = ProbeOptions(
+        source=interface or str(pcap),
+        exporter=exporter,
+        iface_in=iface_index,
+        link=link,
+        first_packets=first_packets,
+        idle_timeout=idle_timeout,
+        active_timeout=active_timeout,
+        bpf_filter=bpf,
+    )
+    try:
+        sent = asyncio.run(run_probe(opts, cfg.kafka.broker, topic or cfg.kafka.topics.raw))
+    except InferwatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        return
+    click.echo(f"{sent} flow records published to {topic or cfg.kafka.topics.raw}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks against a real broker (see bench/README.md)."""

@@ -1,0 +1,431 @@
+"""Traffic generators with ground truth: one server, one client, eight classes.
+
+``python -m lab.traffic server --dir D`` runs in the server namespace: an HTTPS server (aiohttp,
+TLS with a self-signed certificate for every lab server name) speaking an OpenAI-compatible
+chat completions API (``stream: true`` as server-sent events, or one JSON response), a
+realtime WebSocket, video segments, bulk and web objects; and a UDP RTP-like echo for VoIP.
+
+``python -m lab.traffic client --scenario FILE --out FILE`` runs in the client namespace and
+plays the scenario: sessions of each class at seeded start times. For every connection it
+makes, it writes one ground-truth line (JSON) at the source: the 5-tuple, the class, the
+server name it sent (or none), start and end, and for AI requests the request time, time to
+first token, token count and the arrival time of every token.
+
+AI timing model (docs/lab.md): request size and output length come from rows of the Azure LLM
+inference trace (``lab/data``); the server waits a time to first token of 0.12 s + 40 µs per
+context token, times a log-normal factor (sigma 0.3), then streams one token per chunk with
+log-normal gaps around 25 ms (sigma 0.4). Both draws are seeded by the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import math
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, WSMsgType, web
+
+HTTPS_PORT = 443
+RTP_PORT = 5004
+TRACE = Path(__file__).parent / "data" / "azure2023_conv_head2000.csv"
+FRAME_SECONDS = 0.02
+CLASSES = (
+    "ai-chat-stream",
+    "ai-api",
+    "ai-realtime",
+    "agentic",
+    "video",
+    "bulk",
+    "web",
+    "voip",
+)
+AI_CLASSES = frozenset({"ai-chat-stream", "ai-api", "ai-realtime", "agentic"})
+
+
+# ----------------------------------------------------------------------------------- timing
+
+
+def ttft_seconds(context_tokens: int, rng: random.Random) -> float:
+    return (0.12 + 40e-6 * context_tokens) * math.exp(rng.gauss(0.0, 0.3))
+
+
+def token_gap_seconds(rng: random.Random) -> float:
+    return 0.025 * math.exp(rng.gauss(0.0, 0.4))
+
+
+def load_trace(path: Path = TRACE) -> list[tuple[float, int, int]]:
+    """(seconds since the first request, context tokens, generated tokens) per trace row."""
+    rows: list[tuple[float, int, int]] = []
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            stamp = r["TIMESTAMP"][:26]  # microseconds: strptime takes at most six digits
+            t = time.mktime(time.strptime(stamp.split(".")[0], "%Y-%m-%d %H:%M:%S"))
+            t += float("0." + stamp.split(".")[1]) if "." in stamp else 0.0
+            rows.append((t, int(r["ContextTokens"]), max(1, int(r["GeneratedTokens"]))))
+    t0 = rows[0][0]
+    return [(t - t0, c, g) for t, c, g in rows]
+
+
+# ----------------------------------------------------------------------------------- server
+
+
+def make_certificate(directory: Path, names: list[str]) -> tuple[Path, Path]:
+    """A self-signed certificate for ``names`` (openssl), made once per directory."""
+    cert, key = directory / "lab-cert.pem", directory / "lab-key.pem"
+    if not cert.exists():
+        san = ",".join(f"DNS:{n}" for n in names) or "DNS:lab.invalid"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "30", "-subj", "/CN=inferwatch-lab", "-addext",
+             f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return cert, key
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    tokens = int(body.get("max_tokens", 16))
+    context = int(body.get("context_tokens", len(str(body.get("messages", ""))) // 4))
+    rng = random.Random(int(body.get("seed", 0)))
+    await asyncio.sleep(ttft_seconds(context, rng))
+    if not body.get("stream"):
+        for _ in range(tokens - 1):  # the whole generation happens before the one response
+            await asyncio.sleep(token_gap_seconds(rng))
+        text = " ".join(f"tok{i}" for i in range(tokens))
+        return web.json_response(
+            {"object": "chat.completion", "choices": [{"message": {"content": text}}],
+             "usage": {"prompt_tokens": context, "completion_tokens": tokens}}
+        )  # fmt: skip
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for i in range(tokens):
+        if i:
+            await asyncio.sleep(token_gap_seconds(rng))
+        chunk = {"object": "chat.completion.chunk", "choices": [{"delta": {"content": f" tok{i}"}}]}
+        await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+async def _realtime(request: web.Request) -> web.WebSocketResponse:
+    """Audio frames both ways: the client talks, the 'assistant' answers in bursts of frames."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    rng = random.Random(request.query.get("seed", "0"))
+    heard = 0
+    async for msg in ws:
+        if msg.type != WSMsgType.BINARY:
+            break
+        heard += 1
+        if heard % 50 == 0:  # after every second of speech, a spoken answer of 0.5-2 s
+            for _ in range(rng.randint(25, 100)):
+                await ws.send_bytes(bytes(rng.randint(120, 200)))
+                await asyncio.sleep(FRAME_SECONDS)
+    return ws
+
+
+async def _blob(request: web.Request) -> web.StreamResponse:
+    size = min(int(request.query.get("bytes", "1000")), 1 << 30)
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    resp.content_length = size
+    await resp.prepare(request)
+    block = bytes(65536)
+    while size > 0:
+        await resp.write(block[: min(size, len(block))])
+        size -= len(block)
+    await resp.write_eof()
+    return resp
+
+
+class _RtpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(data, addr)  # the far end talks at the same 20 ms cadence
+
+
+async def serve(directory: Path, host: str, names: list[str]) -> None:
+    cert, key = make_certificate(directory, names)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_get("/v1/realtime", _realtime)
+    app.router.add_get("/blob", _blob)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, HTTPS_PORT, ssl_context=ctx, backlog=512).start()
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(_RtpEcho, local_addr=(host, RTP_PORT))
+    (directory / "server.ready").write_text("ready\n")
+    await asyncio.Event().wait()
+
+
+# ----------------------------------------------------------------------------------- client
+
+
+@dataclass
+class Scenario:
+    name: str
+    seed: int
+    seconds: float
+    sni: bool
+    server_ip: str
+    classes: dict[str, dict[str, Any]]
+    names: dict[str, list[str]]
+
+    @classmethod
+    def load(cls, path: Path, server_ip: str) -> Scenario:
+        raw = yaml.safe_load(path.read_text())
+        unknown = set(raw.get("classes", {})) - set(CLASSES)
+        if unknown:
+            raise ValueError(f"{path}: unknown classes {sorted(unknown)}; known: {CLASSES}")
+        return cls(
+            name=raw["name"],
+            seed=int(raw.get("seed", 1)),
+            seconds=float(raw.get("seconds", 60)),
+            sni=bool(raw.get("sni", True)),
+            server_ip=server_ip,
+            classes={k: dict(v or {}) for k, v in raw["classes"].items()},
+            names={k: list(v) for k, v in raw.get("names", {}).items()},
+        )
+
+
+class Client:
+    def __init__(self, scenario: Scenario, out: Path, client_ip: str) -> None:
+        self.s = scenario
+        self.client_ip = client_ip
+        self.out = out.open("ab")
+        self.trace = load_trace()
+        self.ctx = ssl.create_default_context()
+        self.ctx.check_hostname = False
+        self.ctx.verify_mode = ssl.CERT_NONE  # the lab's own self-signed server
+
+    def record(self, **fields: Any) -> None:
+        self.out.write(orjson.dumps(fields) + b"\n")
+        self.out.flush()
+
+    def sni_for(self, cls: str, rng: random.Random) -> str | None:
+        names = self.s.names.get(cls) or [f"{cls}.lab.invalid"]
+        return rng.choice(names) if self.s.sni else None
+
+    def session(self) -> tuple[ClientSession, tuple[str, int]]:
+        """One connection per session, from a source port chosen here: one flow per line.
+
+        The port is one the kernel just handed out (bound, then released), so the ground truth
+        names the flow's 5-tuple without asking the HTTP client for its socket.
+        """
+        with socket.socket() as probe:
+            probe.bind((self.client_ip, 0))
+            sock: tuple[str, int] = probe.getsockname()[:2]
+        connector = TCPConnector(limit=1, ssl=self.ctx, local_addr=sock)
+        return ClientSession(connector=connector, timeout=ClientTimeout(total=600)), sock
+
+    def url(self, path: str) -> str:
+        return f"https://{self.s.server_ip}:{HTTPS_PORT}{path}"
+
+    def flow(
+        self, cls: str, sock: tuple[str, int], sni: str | None, start: float
+    ) -> dict[str, Any]:
+        return {
+            "class": cls, "proto": 6, "client_ip": sock[0], "client_port": sock[1],
+            "server_ip": self.s.server_ip, "server_port": HTTPS_PORT, "sni": sni,
+            "start": start,
+        }  # fmt: skip
+
+    async def chat(self, cls: str, rng: random.Random, stream: bool, n: int = 1) -> None:
+        """``n`` requests in one connection (n > 1: an agentic chain with growing requests)."""
+        sni = self.sni_for(cls, rng)
+        start = time.time()
+        requests: list[dict[str, Any]] = []
+        http, sock = self.session()
+        async with http:
+            context = 0
+            for _ in range(n):
+                _, ctx_tokens, gen_tokens = rng.choice(self.trace)
+                context = max(context + ctx_tokens // 4, ctx_tokens) if n > 1 else ctx_tokens
+                tokens = min(gen_tokens, 60) if n > 1 else gen_tokens
+                body = {
+                    "model": "lab-llm", "stream": stream, "max_tokens": tokens,
+                    "context_tokens": context, "seed": rng.getrandbits(32),
+                    "messages": [{"role": "user", "content": "x" * (4 * context)}],
+                }  # fmt: skip
+                sent = time.time()
+                async with http.post(
+                    self.url("/v1/chat/completions"), json=body, server_hostname=sni or None
+                ) as resp:
+                    resp.raise_for_status()
+                    times: list[float] = []
+                    if stream:
+                        times = [
+                            time.time() - sent async for ln in resp.content if ln[:7] == b"data: {"
+                        ]
+                    else:
+                        await resp.read()
+                        times.append(time.time() - sent)
+                requests.append({
+                    "request_time": sent, "context_tokens": context, "tokens": tokens,
+                    "ttft_s": times[0] if times else None,
+                    "token_times_s": [round(t, 4) for t in times] if stream else [],
+                })  # fmt: skip
+        self.record(**self.flow(cls, sock, sni, start), end=time.time(), requests=requests)
+
+    async def agentic(self, rng: random.Random, fanout: int, steps: int) -> None:
+        """A burst of parallel tool-call chains, each a few short calls with growing context."""
+        await asyncio.gather(*(self.chat("agentic", rng, False, steps) for _ in range(fanout)))
+
+    async def realtime(self, rng: random.Random, seconds: float) -> None:
+        sni = self.sni_for("ai-realtime", rng)
+        start = time.time()
+        http, sock = self.session()
+        async with (
+            http,
+            http.ws_connect(self.url("/v1/realtime"), server_hostname=sni or None) as ws,
+        ):
+
+            async def drain() -> None:
+                async for _ in ws:
+                    pass
+
+            reader = asyncio.create_task(drain())
+            next_at = time.monotonic()
+            while time.time() - start < seconds:
+                await ws.send_bytes(bytes(rng.randint(120, 200)))
+                next_at += FRAME_SECONDS
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await ws.close()
+            reader.cancel()
+        self.record(**self.flow("ai-realtime", sock, sni, start), end=time.time())
+
+    async def download(self, cls: str, rng: random.Random, sizes: list[int], gap: float) -> None:
+        """Objects one after another on one connection (video segments, web page, bulk)."""
+        sni = self.sni_for(cls, rng)
+        start = time.time()
+        http, sock = self.session()
+        async with http:
+            for i, size in enumerate(sizes):
+                if i and gap:
+                    await asyncio.sleep(gap)
+                url = self.url(f"/blob?bytes={size}")
+                async with http.get(url, server_hostname=sni or None) as r:
+                    r.raise_for_status()
+                    await r.read()
+        self.record(**self.flow(cls, sock, sni, start), end=time.time(), objects=len(sizes))
+
+    async def voip(self, rng: random.Random, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        received = 0
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                nonlocal received
+                received += 1
+
+        transport, _ = await loop.create_datagram_endpoint(
+            Proto, local_addr=(self.client_ip, 0), remote_addr=(self.s.server_ip, RTP_PORT)
+        )
+        sock = transport.get_extra_info("sockname")[:2]
+        start = time.time()
+        seq, next_at = 0, time.monotonic()
+        while time.time() - start < seconds:
+            header = bytes([0x80, 0x00]) + seq.to_bytes(2, "big") + bytes(8)
+            transport.sendto(header + bytes(160))  # 12-byte RTP header + 20 ms of G.711
+            seq = (seq + 1) & 0xFFFF
+            next_at += FRAME_SECONDS
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.sleep(0.2)
+        transport.close()
+        flow = self.flow("voip", sock, None, start)
+        self.record(**dict(flow, proto=17, server_port=RTP_PORT), end=time.time(), sent=seq,
+                    received=received)  # fmt: skip
+
+    def plan(self) -> list[tuple[float, Any]]:
+        """(start offset, coroutine factory) per session, seeded."""
+        rng = random.Random(self.s.seed)
+        window = self.s.seconds * 0.6
+        out: list[tuple[float, Any]] = []
+        for cls in CLASSES:
+            spec = self.s.classes.get(cls)
+            if spec is None:
+                continue
+            for i in range(int(spec.get("sessions", 1))):
+                r = random.Random(f"{self.s.seed}/{cls}/{i}")
+                at = rng.uniform(0, window)
+                out.append((at, self._factory(cls, spec, r)))
+        return sorted(out, key=lambda x: x[0])
+
+    def _factory(self, cls: str, spec: dict[str, Any], r: random.Random) -> Any:
+        longest = self.s.seconds * 0.35
+        if cls == "ai-chat-stream":
+            return lambda: self.chat(cls, r, True)
+        if cls == "ai-api":
+            return lambda: self.chat(cls, r, False)
+        if cls == "agentic":
+            return lambda: self.agentic(r, int(spec.get("fanout", 6)), int(spec.get("steps", 3)))
+        if cls == "ai-realtime":
+            return lambda: self.realtime(r, float(spec.get("seconds", longest)))
+        if cls == "voip":
+            return lambda: self.voip(r, float(spec.get("seconds", longest)))
+        if cls == "video":
+            n = int(spec.get("segments", max(2, int(longest / 4))))
+            size = int(spec.get("segment_bytes", 750_000))
+            return lambda: self.download(cls, r, [size] * n, float(spec.get("every", 4.0)))
+        if cls == "bulk":
+            return lambda: self.download(cls, r, [int(spec.get("megabytes", 20)) << 20], 0.0)
+        objects = int(spec.get("objects", 8))  # web: a page and its objects
+        return lambda: self.download(
+            cls, r, [r.randint(2_000, 120_000) for _ in range(objects)], 0.05
+        )
+
+    async def run(self) -> None:
+        t0 = time.monotonic()
+        tasks = []
+        for at, factory in self.plan():
+            await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
+            tasks.append(asyncio.create_task(factory()))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for e in errors:
+            print(f"session failed: {e!r}", file=sys.stderr)
+        if errors:
+            raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m lab.traffic")
+    sub = ap.add_subparsers(dest="role", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--dir", type=Path, required=True)
+    s.add_argument("--host", default="10.77.0.2")
+    s.add_argument("--scenario", type=Path, required=True)
+    c = sub.add_parser("client")
+    c.add_argument("--scenario", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--server", default="10.77.0.2")
+    c.add_argument("--client", default="10.77.0.1")
+    args = ap.parse_args(argv)
+    if args.role == "server":
+        sc = Scenario.load(args.scenario, args.host)
+        names = sorted({n for ns in sc.names.values() for n in ns})
+        asyncio.run(serve(args.dir, args.host, names))
+    else:
+        asyncio.run(Client(Scenario.load(args.scenario, args.server), args.out, args.client).run())
+
+
+if __name__ == "__main__":
+    main()
