@@ -185,6 +185,7 @@ def probe(
     if (interface is None) == (pcap is None):
         raise click.UsageError("give exactly one of --interface and --pcap")
     cfg = _load(config, **{"kafka.broker": broker})
+    topic = topic or cfg.kafka.topics.raw
     opts = ProbeOptions(
         source=interface or str(pcap),
         exporter=exporter,
@@ -196,12 +197,12 @@ def probe(
         bpf_filter=bpf,
     )
     try:
-        sent = asyncio.run(run_probe(opts, cfg.kafka.broker, topic or cfg.kafka.topics.raw))
+        sent = asyncio.run(run_probe(opts, cfg, topic))
     except InferwatchError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         return
-    click.echo(f"{sent} flow records published to {topic or cfg.kafka.topics.raw}")
+    click.echo(f"{sent} flow records published to {topic}")
 
 
 @main.group()

@@ -18,7 +18,9 @@ from typing import Any
 
 import orjson
 
+from streams.config import Config
 from streams.errors import InferwatchError
+from streams.replay import start_producer
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +101,12 @@ def meter(opts: ProbeOptions) -> Iterator[Any]:
 
 async def run_probe(
     opts: ProbeOptions,
-    broker: str,
+    cfg: Config,
     topic: str,
     on_record: Callable[[int], None] | None = None,
-    client_options: dict[str, Any] | None = None,
 ) -> int:
     """Meter ``opts.source`` into ``topic`` until the capture ends (or forever on a live
     interface); return the number of records published."""
-    from aiokafka import AIOKafkaProducer
-
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=10_000)
     stop = threading.Event()
@@ -124,11 +123,7 @@ async def run_probe(
         else:
             asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker, linger_ms=20, acks="all", enable_idempotence=True,
-        **(client_options or {}),
-    )  # fmt: skip
-    await producer.start()
+    producer = await start_producer(cfg, "probe", linger_ms=20, enable_idempotence=True)
     reader = threading.Thread(target=read, name="probe-meter", daemon=True)
     reader.start()
     sent = 0

@@ -106,6 +106,27 @@ def load_lines(
     ]
 
 
+async def start_producer(cfg: Config, role: str, **settings: Any) -> AIOKafkaProducer:
+    """A started producer of flow records (acks=all) for ``role``; ServiceError when the
+    broker cannot be reached in 30 s. ``settings`` add to or override the defaults."""
+    producer = AIOKafkaProducer(
+        **{
+            "bootstrap_servers": cfg.kafka.broker,
+            "client_id": f"{cfg.kafka.client_id}-{role}",
+            "acks": "all",
+            "max_batch_size": 1 << 20,
+            "max_request_size": cfg.kafka.max_message_bytes,
+            **settings,
+        }
+    )
+    try:
+        await asyncio.wait_for(producer.start(), 30)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await producer.stop()
+        raise ServiceError(f"cannot reach the Kafka broker at {cfg.kafka.broker}: {exc!r}") from exc
+    return producer
+
+
 def _cycle(lines: list[bytes], loops: int) -> Iterator[bytes]:
     n = 0
     while loops == 0 or n < loops:
@@ -117,19 +138,7 @@ async def _replay(
     cfg: Config, lines: list[bytes], topic: str, rate: float, loops: int, progress: bool
 ) -> ReplaySummary:
     summary = ReplaySummary(topic=topic)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=cfg.kafka.broker,
-        client_id=f"{cfg.kafka.client_id}-replay",
-        acks="all",
-        linger_ms=10,
-        max_batch_size=1 << 20,
-        max_request_size=cfg.kafka.max_message_bytes,
-    )
-    try:
-        await asyncio.wait_for(producer.start(), 30)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        await producer.stop()
-        raise ServiceError(f"cannot reach the Kafka broker at {cfg.kafka.broker}: {exc!r}") from exc
+    producer = await start_producer(cfg, "replay", linger_ms=10)
     total = len(lines) * loops if loops else None
     bar = tqdm(total=total, unit="rec", disable=not progress, mininterval=0.5)
     t0 = time.monotonic()
