@@ -1,10 +1,10 @@
 """The operator's metering path from Debian packages: softflowd, NetFlow v9, nfacctd, Kafka.
 
-softflowd meters the lab's bridge (live, or the lab's recording of it) and exports NetFlow v9
+softflowd meters the lab's bridge live and exports NetFlow v9
 over loopback to pmacct's nfacctd, whose Kafka plugin publishes pmacct JSON to the raw topic:
 the same records an operator's nfacctd would publish from its routers' exports. The daemons
-run in their own sessions and are stopped with their children; ``export_capture`` reads a
-recording to its end, so every flow of it is exported.
+run in their own sessions and are stopped with their children; ``Softflowd.flush`` expires
+every flow softflowd holds.
 """
 
 from __future__ import annotations
@@ -122,18 +122,3 @@ class Softflowd(_Daemon):
     def flush(self) -> None:
         """Expire and export every flow softflowd holds."""
         subprocess.run(["softflowctl", "-c", str(self.ctl), "expire-all"], capture_output=True)
-
-
-def export_capture(pcap: Path, port: int, workdir: Path) -> None:
-    """softflowd reads ``pcap`` to its end and exports every flow to 127.0.0.1:``port``.
-
-    Works on ordinary captures (nDPI's); on the lab's own recordings softflowd 1.1.0 hung
-    (docs/lab.md), hence the timeout.
-    """
-    check_exporters()
-    argv = ["softflowd", "-d", "-r", str(pcap), "-n", f"127.0.0.1:{port}", "-v", "9", "-c",
-            str(workdir / "softflowd-r.ctl"), "-p", str(workdir / "softflowd-r.pid")]  # fmt: skip
-    with (workdir / "softflowd.log").open("ab") as log:
-        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=300)
-    if done.returncode != 0:
-        raise LabError(f"softflowd -r {pcap} failed ({done.returncode}); see softflowd.log")

@@ -29,7 +29,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -190,21 +189,6 @@ class Lab:
         return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
             ["ip", "netns", "exec", ns, *argv], start_new_session=True, **kwargs
         )
-
-    def heartbeat(self, every: float = 0.5) -> subprocess.Popen[bytes]:
-        """A 2-byte UDP datagram client -> server:9 every ``every`` seconds.
-
-        nfstream expires idle flows only when a packet moves its clock forward, so on a quiet
-        lab link the last flows of a run would wait for traffic that never comes. The
-        heartbeat is one flow of its own (port 9, discard), left out of the ground truth.
-        """
-        code = (
-            "import socket, time\n"
-            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            "while True:\n"
-            f"    s.sendto(b'hb', ('{self.server_ip}', 9)); time.sleep({every})\n"
-        )
-        return self.popen(self.client_ns, [sys.executable, "-c", code])
 
     def close(self) -> None:
         if not self._up:
