@@ -4,7 +4,8 @@
 nfacctd (Kafka plugin) fed by softflowd on the bridge, and ``inferwatch probe`` on the bridge;
 plays the client; waits for the flows to expire; flushes softflowd; stops everything; and
 returns where the ground truth is. ``match`` joins ground-truth flows to exported records by
-5-tuple (either direction: softflowd exports one record per direction).
+5-tuple (either direction: softflowd exports one record per direction), read with the
+worker's own decoder.
 """
 
 from __future__ import annotations
@@ -16,19 +17,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import yaml
 
+from detectors.flows import FORMATS
 from lab.capture import Recorder
 from lab.exporters import Nfacctd, Softflowd
 from lab.topology import Lab, LabError, LinkSpec, Shape
-
-_PROTO = {"tcp": 6, "udp": 17, "icmp": 1}
+from streams.ingest.decode import BatchDecoder
 
 
 def link_spec(scenario: Path) -> LinkSpec:
@@ -131,27 +133,23 @@ class MatchReport:
         return self.matched.get(path, 0) / self.flows if self.flows else 0.0
 
 
-def _tuples(rec: dict[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
-    """(path, 5-tuple) of an exported record, or None when it is neither format."""
-    if rec.get("schema") == "inferwatch.flow/1":
-        t = (rec["src_ip"], rec.get("src_port", 0), rec["dst_ip"], rec.get("dst_port", 0))
-        return "probe", (*t, int(rec["proto"]))
-    if "peer_ip_src" in rec:
-        proto = rec.get("ip_proto", 0)
-        proto = _PROTO.get(proto, proto) if isinstance(proto, str) else proto
-        t = (rec["ip_src"], rec.get("port_src", 0), rec["ip_dst"], rec.get("port_dst", 0))
-        return "pmacct", (*t, int(proto))
-    return None
+_PATHS = {"native": "probe", "pmacct": "pmacct"}  # the record format each path publishes
 
 
-def match(truth: Iterable[dict[str, Any]], records: Iterable[dict[str, Any]]) -> MatchReport:
-    seen: dict[str, set[tuple[Any, ...]]] = {"probe": set(), "pmacct": set()}
-    for rec in records:
-        found = _tuples(rec)
-        if found:
-            path, (a, pa, b, pb, proto) = found
-            seen[path].add((a, int(pa), b, int(pb), proto))
-            seen[path].add((b, int(pb), a, int(pa), proto))
+def match(truth: Iterable[dict[str, Any]], values: Sequence[bytes]) -> MatchReport:
+    """Join ground-truth flows to exported records (Kafka message values) by 5-tuple.
+
+    The records are read by the worker's own decoder, so the join sees them as the worker
+    does; a record it would refuse matches nothing.
+    """
+    batch = BatchDecoder().decode(values, np.full(len(values), time.time())).batch
+    seen: dict[str, set[tuple[Any, ...]]] = {path: set() for path in _PATHS.values()}
+    columns = (batch.fmt, batch.src_ip, batch.src_port, batch.dst_ip, batch.dst_port, batch.proto)
+    for fmt, a, pa, b, pb, proto in zip(*columns, strict=True):
+        path = _PATHS.get(FORMATS[fmt])
+        if path is not None:
+            seen[path].add((a, int(pa), b, int(pb), int(proto)))
+            seen[path].add((b, int(pb), a, int(pa), int(proto)))
     report = MatchReport()
     for flow in truth:
         report.flows += 1

@@ -34,8 +34,9 @@ def test_mixed_scenario_reaches_the_worker_through_the_probe_with_ground_truth(
     truth = read_jsonl(truth_file)
     assert {f["class"] for f in truth} == set(CLASSES)
 
-    records = [json.loads(m.value) for m in asyncio.run(read_all(broker, names.raw, 10**6, wait=4))]
-    report = match(truth, records)
+    values = [m.value for m in asyncio.run(read_all(broker, names.raw, 10**6, wait=4))]
+    records = [json.loads(v) for v in values]
+    report = match(truth, values)
     assert report.rate("probe") >= 0.99, report.missing.get("probe")
 
     probe = [r for r in records if r.get("exporter") == "lab-probe"]
