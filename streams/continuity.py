@@ -97,7 +97,7 @@ class Continuity:
         expected = last + 1
         if last < 0 or offset > expected:
             earliest = await self._earliest(partition)
-            if last >= 0 and earliest > expected:
+            if last >= 0 and earliest > expected and pending is None:  # once per hole
                 self._count("expired", earliest - expected)
                 log.error(
                     "partition %d: flows.v1 offsets %d..%d were deleted by retention before "
@@ -113,10 +113,9 @@ class Continuity:
         if pending is None:
             self._count("reread", offset - expected)
             log.warning(
-                "partition %d: event %d arrived where %d was due; re-reading from %d",
+                "partition %d: event %d arrived where %d was due; re-reading from there",
                 partition,
                 offset,
-                expected,
                 expected,
             )
         self._rereads[partition] = _Reread(expected, self._clock())

@@ -80,6 +80,9 @@ def test_offsets_deleted_by_retention_are_counted_and_skipped() -> None:
     r.guard.restore(0, 2)
     assert not r.admit(12)
     assert r.seeks == [10] and r.counts["expired"] == 7
+    r.now = 11.0  # the re-read is late: seeking again does not count the deleted offsets again
+    assert not r.admit(13)
+    assert r.seeks == [10, 10] and r.counts["expired"] == 7
 
 
 def test_a_re_read_that_never_arrives_is_sought_again_after_the_retry_delay() -> None:
