@@ -118,11 +118,18 @@ def _flag_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return out, bad
 
 
+PMACCT_UNSET = "0000-00-00"
+
+
 def _pmacct_times(values: list[Any], default: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pmacct timestamps ("YYYY-MM-DD HH:MM:SS.ffffff" UTC, or epoch seconds) to float seconds."""
+    """pmacct timestamps ("YYYY-MM-DD HH:MM:SS.ffffff" UTC, or epoch seconds) to float seconds.
+
+    pmacct prints a timestamp its exporter did not send as "0000-00-00 00:00:00..." (softflowd's
+    IPFIX in its default time format leaves the end unset): such a value takes ``default``.
+    """
     out = default.copy()
     bad = np.zeros(len(values), dtype=bool)
-    present = [i for i, v in enumerate(values) if v is not None]
+    present = [i for i, v in enumerate(values) if v is not None and not _unset(v)]
     if not present:
         return out, bad
     strings = [i for i in present if isinstance(values[i], str)]
@@ -141,6 +148,10 @@ def _pmacct_times(values: list[Any], default: np.ndarray) -> tuple[np.ndarray, n
                 for i in strings:  # slow path: find the bad ones
                     out[i], bad[i] = _one_pmacct_time(values[i])
     return out, bad
+
+
+def _unset(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(PMACCT_UNSET)
 
 
 def _one_pmacct_time(text: str) -> tuple[float, bool]:

@@ -1,7 +1,8 @@
-"""The traffic lab end to end: namespaces -> the probe -> the broker -> a worker.
+"""The traffic lab end to end: namespaces -> both metering paths -> the broker -> a worker.
 
-The operator path (live softflowd -> nfacctd -> Kafka) is not in this test yet: on the quiet
-lab link live softflowd exported between 0 and 23 of 24 flows when flushed (docs/lab.md).
+The probe (nfstream on the recorded bridge) publishes native records; the operator path
+(live softflowd -> IPFIX -> nfacctd's Kafka plugin) publishes pmacct JSON. Every generated
+flow must be found in each path's records, and the worker must count every record of both.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ pytestmark = pytest.mark.integration
 SCENARIO = Path(__file__).parents[2] / "lab" / "scenarios" / "e2e.yaml"
 
 
-def test_mixed_scenario_reaches_the_worker_through_the_probe_with_ground_truth(
+def test_mixed_scenario_reaches_the_worker_through_both_paths_with_ground_truth(
     broker, names, start_worker, tmp_path
 ):
     asyncio.run(create_topic(broker, names.raw, 2))
     worker = start_worker()
     try:
-        truth_file = run_scenario(SCENARIO, tmp_path / "lab", broker, names.raw, pmacct=False)
+        truth_file = run_scenario(SCENARIO, tmp_path / "lab", broker, names.raw)
     finally:
         assert sweep() == []  # the lab removed its namespaces and bridge itself
     truth = read_jsonl(truth_file)
@@ -38,8 +39,11 @@ def test_mixed_scenario_reaches_the_worker_through_the_probe_with_ground_truth(
     records = [json.loads(v) for v in values]
     report = match(truth, values)
     assert report.rate("probe") >= 0.99, report.missing.get("probe")
+    assert report.rate("pmacct") >= 0.99, report.missing.get("pmacct")
 
     probe = [r for r in records if r.get("exporter") == "lab-probe"]
+    pmacct = [r for r in records if r.get("event_type") == "purge"]
+    assert len(probe) + len(pmacct) == len(records)
     named = {r.get("server_name") for r in probe if r.get("dst_port") == 443}
     assert {"api.openai.com", "api.anthropic.com", "www.lab.example"} <= named
     assert all("pkts" in r for r in probe if r["proto"] == 6)
@@ -48,6 +52,9 @@ def test_mixed_scenario_reaches_the_worker_through_the_probe_with_ground_truth(
     worker.wait_total("inferwatch_flow_records_total", total)
     assert worker.total("inferwatch_flow_records_total", outcome="ok", format="native") == len(
         probe
+    )
+    assert worker.total("inferwatch_flow_records_total", outcome="ok", format="pmacct") == len(
+        pmacct
     )
     assert worker.total("inferwatch_flow_records_total", outcome="invalid") == 0
     worker.terminate()

@@ -52,6 +52,17 @@ def test_real_samples_decode_completely(sample, fmt):
         assert b.ts_end[j] >= b.ts_start[j]
 
 
+def test_pmacct_unset_end_time_takes_the_start():
+    # nfacctd 1.7.7 fed IPFIX from softflowd in its default (seconds) time format prints this
+    rec = {"ip_src": "10.0.0.1", "ip_dst": "10.0.0.2", "packets": 3, "bytes": 300,
+           "timestamp_start": "2026-11-26 16:01:02.000000",
+           "timestamp_end": "0000-00-00 00:00:00.000000"}  # fmt: skip
+    res = decode([orjson.dumps(rec)])
+    assert not res.rejects
+    want = np.datetime64("2026-11-26T16:01:02", "us").astype(np.int64) / 1e6
+    assert res.batch.ts_end[0] == res.batch.ts_start[0] == pytest.approx(want)
+
+
 def test_sampling_rate_multiplies_counters():
     rec = {
         "ip_src": "10.0.0.1",
