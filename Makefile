@@ -8,7 +8,7 @@ RUN_PORT ?= 9092
 TEST_PORT ?= 19092
 METRICS_PORT ?= 9108
 
-.PHONY: run test setup unit integration lint typecheck kafka-fetch clean help
+.PHONY: run test setup lab-setup unit integration lint typecheck kafka-fetch clean help
 
 help:
 	@echo "make run    start a local broker, a worker and a replay of the sample; /metrics on :$(METRICS_PORT)"
@@ -26,6 +26,10 @@ setup: $(VENV)/.installed kafka-fetch
 
 kafka-fetch:
 	@$(KAFKA) fetch
+
+# The traffic lab's Debian packages (softflowd, pmacct, iproute2, openssl), when missing.
+lab-setup:
+	@services/lab/install.sh
 
 # With BROKER=HOST:PORT, `make run` uses that broker instead of starting a local one.
 run: setup
@@ -47,11 +51,11 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration" tests
 
-integration: setup
+integration: setup lab-setup
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  $(PY) -m pytest -m integration tests
 
-test: setup lint typecheck
+test: setup lab-setup lint typecheck
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  $(PY) -m pytest --doctest-modules streams detectors tests
 
