@@ -22,6 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from lab.topology import LabError
 
@@ -61,7 +62,7 @@ class _Daemon:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
-    def __enter__(self) -> _Daemon:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -83,7 +83,11 @@ def run_scenario(
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(Lab(link_spec(scenario)))
         procs: list[subprocess.Popen[bytes]] = []
-        stack.callback(lambda: [_stop(p) for p in reversed(procs)])
+
+        @stack.callback
+        def stop_all() -> None:
+            for p in reversed(procs):
+                _stop(p)
 
         def log(name: str) -> Any:
             return stack.enter_context((workdir / name).open("ab"))
@@ -128,6 +132,7 @@ class MatchReport:
     matched: dict[str, int] = field(default_factory=dict)  # path -> ground-truth flows matched
     missing: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     by_class: Counter[str] = field(default_factory=Counter)
+    records: Counter[str] = field(default_factory=Counter)  # path -> records it exported
 
     def rate(self, path: str) -> float:
         return self.matched.get(path, 0) / self.flows if self.flows else 0.0
@@ -144,13 +149,14 @@ def match(truth: Iterable[dict[str, Any]], values: Sequence[bytes]) -> MatchRepo
     """
     batch = BatchDecoder().decode(values, np.full(len(values), time.time())).batch
     seen: dict[str, set[tuple[Any, ...]]] = {path: set() for path in _PATHS.values()}
+    report = MatchReport()
     columns = (batch.fmt, batch.src_ip, batch.src_port, batch.dst_ip, batch.dst_port, batch.proto)
     for fmt, a, pa, b, pb, proto in zip(*columns, strict=True):
         path = _PATHS.get(FORMATS[fmt])
         if path is not None:
+            report.records[path] += 1
             seen[path].add((a, int(pa), b, int(pb), int(proto)))
             seen[path].add((b, int(pb), a, int(pa), int(proto)))
-    report = MatchReport()
     for flow in truth:
         report.flows += 1
         report.by_class[flow["class"]] += 1
@@ -162,6 +168,18 @@ def match(truth: Iterable[dict[str, Any]], values: Sequence[bytes]) -> MatchRepo
             else:
                 report.missing.setdefault(path, []).append(flow)
     return report
+
+
+def signature(truth: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What a scenario's seed decides, per flow, sorted: class, protocol, server name,
+    objects or datagrams, and per AI request its context and output tokens. Two plays of one
+    scenario have one signature; ports and times are the kernel's and are left out.
+    """
+    out = []
+    for f in truth:
+        reqs = tuple((r["context_tokens"], r["tokens"]) for r in f.get("requests", ()))
+        out.append((f["class"], f["proto"], f.get("sni"), f.get("objects"), f.get("sent"), reqs))
+    return sorted(out, key=repr)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -195,6 +195,12 @@ class Scenario:
         unknown = set(raw.get("classes", {})) - set(CLASSES)
         if unknown:
             raise ValueError(f"{path}: unknown classes {sorted(unknown)}; known: {CLASSES}")
+        for name, spec in raw["classes"].items():
+            arrivals = (spec or {}).get("arrivals", "seeded")
+            if arrivals not in ("seeded", "trace"):
+                raise ValueError(f"{path}: {name}: arrivals is 'seeded' or 'trace'")
+            if arrivals == "trace" and name not in ("ai-chat-stream", "ai-api"):
+                raise ValueError(f"{path}: {name}: trace arrivals are for ai-chat-stream, ai-api")
         return cls(
             name=raw["name"],
             seed=int(raw.get("seed", 1)),
@@ -222,7 +228,8 @@ class Client:
 
     def sni_for(self, cls: str, rng: random.Random) -> str | None:
         names = self.s.names.get(cls) or [f"{cls}.lab.invalid"]
-        return rng.choice(names) if self.s.sni else None
+        name = rng.choice(names)  # drawn either way: hiding names changes nothing else
+        return name if self.s.sni else None
 
     def session(self) -> tuple[ClientSession, tuple[str, int]]:
         """One connection per session, from a source port chosen here: one flow per line.
@@ -248,16 +255,26 @@ class Client:
             "start": start,
         }  # fmt: skip
 
-    async def chat(self, cls: str, rng: random.Random, stream: bool, n: int = 1) -> None:
-        """``n`` requests in one connection (n > 1: an agentic chain with growing requests)."""
+    async def chat(
+        self,
+        cls: str,
+        rng: random.Random,
+        stream: bool,
+        n: int = 1,
+        row: tuple[float, int, int] | None = None,
+    ) -> None:
+        """``n`` requests in one connection (n > 1: an agentic chain with growing requests).
+
+        ``row``: the trace row of the first request (trace arrivals); else drawn from ``rng``.
+        """
         sni = self.sni_for(cls, rng)
         start = time.time()
         requests: list[dict[str, Any]] = []
         http, sock = self.session()
         async with http:
             context = 0
-            for _ in range(n):
-                _, ctx_tokens, gen_tokens = rng.choice(self.trace)
+            for i in range(n):
+                _, ctx_tokens, gen_tokens = row if row and i == 0 else rng.choice(self.trace)
                 context = max(context + ctx_tokens // 4, ctx_tokens) if n > 1 else ctx_tokens
                 tokens = min(gen_tokens, 60) if n > 1 else gen_tokens
                 body = {
@@ -287,7 +304,9 @@ class Client:
 
     async def agentic(self, rng: random.Random, fanout: int, steps: int) -> None:
         """A burst of parallel tool-call chains, each a few short calls with growing context."""
-        await asyncio.gather(*(self.chat("agentic", rng, False, steps) for _ in range(fanout)))
+        # one generator per chain: the chains run concurrently, their draws must not interleave
+        chains = [random.Random(rng.getrandbits(64)) for _ in range(fanout)]
+        await asyncio.gather(*(self.chat("agentic", r, False, steps) for r in chains))
 
     async def realtime(self, rng: random.Random, seconds: float) -> None:
         sni = self.sni_for("ai-realtime", rng)
@@ -363,11 +382,36 @@ class Client:
             spec = self.s.classes.get(cls)
             if spec is None:
                 continue
-            for i in range(int(spec.get("sessions", 1))):
+            sessions = int(spec.get("sessions", 1))
+            if spec.get("arrivals") == "trace":
+                out.extend(self._trace_arrivals(cls, spec, sessions, rng.uniform(0, window)))
+                continue
+            for i in range(sessions):
                 r = random.Random(f"{self.s.seed}/{cls}/{i}")
                 at = rng.uniform(0, window)
                 out.append((at, self._factory(cls, spec, r)))
         return sorted(out, key=lambda x: x[0])
+
+    def _trace_arrivals(
+        self, cls: str, spec: dict[str, Any], sessions: int, first: float
+    ) -> list[tuple[float, Any]]:
+        """Sessions at the trace's own arrival times: consecutive rows from a seeded row on,
+        each session's request sized by its row; ``time_scale`` lab seconds per trace second.
+        """
+        scale = float(spec.get("time_scale", 1.0))
+        stream = cls == "ai-chat-stream"
+        r0 = random.Random(f"{self.s.seed}/{cls}/arrivals").randrange(len(self.trace) - sessions)
+        rows = self.trace[r0 : r0 + sessions]
+        out: list[tuple[float, Any]] = []
+        for i, row in enumerate(rows):
+            r = random.Random(f"{self.s.seed}/{cls}/{i}")
+            at = first + (row[0] - rows[0][0]) * scale
+
+            def factory(r: random.Random = r, row: tuple[float, int, int] = row) -> Any:
+                return self.chat(cls, r, stream, row=row)
+
+            out.append((at, factory))
+        return out
 
     def _factory(self, cls: str, spec: dict[str, Any], r: random.Random) -> Any:
         longest = self.s.seconds * 0.35

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from lab.run import match, read_jsonl, run_scenario
+from lab.run import match, read_jsonl, run_scenario, signature
 from lab.topology import sweep
 from lab.traffic import CLASSES
 from tests.kafka_util import create_topic, read_all
 
 pytestmark = pytest.mark.integration
 
-SCENARIO = Path(__file__).parents[2] / "lab" / "scenarios" / "e2e.yaml"
+LAB = Path(__file__).parents[2] / "lab"
+SCENARIO = LAB / "scenarios" / "e2e.yaml"
+RECORDED = LAB / "recordings" / "e2e" / "truth.jsonl"  # `inferwatch lab record --scenario e2e`
 
 
 def test_mixed_scenario_reaches_the_worker_through_both_paths_with_ground_truth(
@@ -34,6 +36,8 @@ def test_mixed_scenario_reaches_the_worker_through_both_paths_with_ground_truth(
         assert sweep() == []  # the lab removed its namespaces and bridge itself
     truth = read_jsonl(truth_file)
     assert {f["class"] for f in truth} == set(CLASSES)
+    # the seed reproduces the committed recording's sessions and requests
+    assert signature(truth) == signature(read_jsonl(RECORDED))
 
     values = [m.value for m in asyncio.run(read_all(broker, names.raw, 10**6, wait=4))]
     records = [json.loads(v) for v in values]
