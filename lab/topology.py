@@ -12,10 +12,16 @@ NetFlow exporter capture on it, and both reach the Kafka broker on the root name
 loopback. Bridging needs no IP forwarding, the bridge has no address, and the namespaces have
 no route anywhere else, so nothing the lab sends can leave the machine.
 
-Each link direction gets a ``tbf`` (capacity) and, when the direction asks for delay, jitter
-or loss, a ``netem`` above it. Kernels without ``sch_netem`` (this project's CI machines: a
-Firecracker kernel offering only tbf, htb and the fifos) can still shape capacity; a spec that
-needs netem there fails with a LabError saying so, instead of silently running unshaped.
+Each link direction gets a ``tbf`` (capacity) on its sending veth. Delay, jitter and loss
+are a ``netem`` above it where the kernel has ``sch_netem``; elsewhere (this project's CI
+machines run a Firecracker kernel offering only tbf, htb, red and the fifos) the server's
+side of the link gets a second veth pair and ``lab.linkemu`` forwards between the two in user
+space with those impairments::
+
+    bridge <p>br -[<p>sb]==[<p>se]- lab.linkemu -[<p>sr]==[<p>s0] netns <p>s
+
+so the tap on the bridge sees the client's side and the whole round trip behind it. The
+namespaces know each other's MAC address (static neighbours): no ARP crosses the link.
 Everything is named with one prefix (``iw`` + 6 hex digits); ``Lab.close`` removes it, and
 ``sweep()`` removes what a killed test left behind.
 """
@@ -29,8 +35,11 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,8 @@ log = logging.getLogger(__name__)
 CLIENT_IP = "10.77.0.1"
 SERVER_IP = "10.77.0.2"
 _PREFIX = re.compile(r"^iw[0-9a-f]{6}$")
+_OPEN_STATES = ("syn-sent", "syn-recv", "established", "fin-wait-1", "fin-wait-2",
+                "close-wait", "last-ack", "closing")  # fmt: skip
 
 
 class LabError(RuntimeError):
@@ -124,6 +135,7 @@ class Lab:
         self.client_if, self.server_if = f"{p}c0", f"{p}s0"
         self.client_ip, self.server_ip = CLIENT_IP, SERVER_IP
         self._up = False
+        self.emulator: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Lab:
         self.open()
@@ -152,31 +164,92 @@ class Lab:
             (self.client_ns, self.client_if, f"{p}cb", self.client_ip, self.link.uplink),
             (self.server_ns, self.server_if, f"{p}sb", self.server_ip, self.link.downlink),
         )
+        emulate = self.needs_emulator()
         for ns, inner, outer, ip, shape in ends:
             _run(["ip", "netns", "add", ns])
-            _run(["ip", "link", "add", inner, "type", "veth", "peer", "name", outer])
+            port = outer
+            if emulate and ns == self.server_ns:  # bridge <p>sb==<p>se [linkemu] <p>sr==<p>s0
+                port = f"{p}sr"
+                _run(["ip", "link", "add", f"{p}se", "type", "veth", "peer", "name", outer])
+                _run(["ip", "link", "set", outer, "master", self.bridge])
+                for end in (outer, f"{p}se"):
+                    _run(["ip", "link", "set", end, "promisc", "on", "up"])
+            _run(["ip", "link", "add", inner, "type", "veth", "peer", "name", port])
             _run(["ip", "link", "set", inner, "netns", ns])
-            _run(["ip", "link", "set", outer, "master", self.bridge])
-            _run(["ip", "link", "set", outer, "up"])
+            if port == outer:
+                _run(["ip", "link", "set", outer, "master", self.bridge])
+            _run(["ip", "link", "set", port, "promisc", "on", "up"])
             self.ip(ns, "link", "set", "lo", "up")
             self.ip(ns, "addr", "add", f"{ip}/24", "dev", inner)
             self.ip(ns, "link", "set", inner, "up")
             tc = ["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", inner]
-            if shape.needs_netem:
-                if not netem_available():
-                    raise LabError(
-                        "this kernel has no sch_netem: the lab can shape capacity (tbf) but "
-                        "not delay, jitter or loss; use a spec without them"
-                    )
+            if shape.needs_netem and not emulate:
                 _run([*tc, "root", "handle", "1:", "netem", *shape.netem_args()])
                 _run([*tc, "parent", "1:1", "handle", "10:", "tbf", *shape.tbf_args()])
             else:
                 _run([*tc, "root", "handle", "1:", "tbf", *shape.tbf_args()])
+        # static neighbours: no ARP on the link (a lost ARP request would stall a lossy link)
+        macs = {ns: self._mac(ns, inner) for ns, inner, *_ in ends}
+        for (ns, inner, _, _, _), (peer_ns, _, _, peer_ip, _) in zip(ends, ends[::-1], strict=True):
+            self.ip(ns, "neigh", "replace", peer_ip, "lladdr", macs[peer_ns], "dev", inner,
+                    "nud", "permanent")  # fmt: skip
+        for outer in (f"{p}se", f"{p}sr") if emulate else ():
+            _run(["sysctl", "-qw", f"net.ipv6.conf.{outer}.disable_ipv6=1"], check=False)
+        if emulate:
+            self._start_emulator()
         # no IPv6 on the lab interfaces: no router solicitations or DAD noise in the flows
         for ns, inner in ((self.client_ns, self.client_if), (self.server_ns, self.server_if)):
             self.exec(ns, ["sysctl", "-qw", f"net.ipv6.conf.{inner}.disable_ipv6=1"])
         for outer in (f"{p}cb", f"{p}sb", self.bridge):
             _run(["sysctl", "-qw", f"net.ipv6.conf.{outer}.disable_ipv6=1"], check=False)
+
+    def _mac(self, ns: str, interface: str) -> str:
+        shown = _run(["ip", "-n", ns, "-o", "link", "show", "dev", interface]).stdout
+        m = re.search(r"link/ether ([0-9a-f:]{17})", shown)
+        if m is None:
+            raise LabError(f"no MAC address on {interface} in {ns}: {shown.strip()}")
+        return m.group(1)
+
+    def needs_emulator(self) -> bool:
+        """Delay, jitter or loss asked for on a kernel without netem: lab.linkemu does them."""
+        shapes = (self.link.uplink, self.link.downlink)
+        return any(s.needs_netem for s in shapes) and not netem_available()
+
+    def _start_emulator(self) -> None:
+        p, up, down = self.prefix, self.link.uplink, self.link.downlink
+        argv = [sys.executable, "-m", "lab.linkemu", "--a", f"{p}se", "--b", f"{p}sr",
+                "--a2b", f"{up.delay_ms}/{up.jitter_ms}/{up.loss_pct}",
+                "--b2a", f"{down.delay_ms}/{down.jitter_ms}/{down.loss_pct}"]  # fmt: skip
+        self.emulator = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True, cwd=Path(__file__).parents[1],
+        )  # fmt: skip
+        assert self.emulator.stdout is not None
+        first = self.emulator.stdout.readline()  # printed once its sockets are open
+        if not first.startswith("linkemu:"):
+            self.emulator.wait(5)
+            raise LabError(f"lab.linkemu did not start: {first}{self.emulator.stdout.read()}")
+        log.info("%s", first.strip())
+
+    def _drain(self, timeout: float = 10.0) -> None:
+        """Let connections the killed processes left (closing, with data in flight) finish.
+
+        Their sockets outlive the processes and keep retransmitting; if the emulator stopped
+        first they would retry for minutes and keep the deleted namespaces, and their veths,
+        alive in the kernel until then.
+        """
+        states = [a for st in _OPEN_STATES for a in ("state", st)]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [
+                ns for ns in (self.client_ns, self.server_ns)
+                if _run(["ip", "netns", "exec", ns, "ss", "-Htan", *states], check=False)
+                .stdout.strip()
+            ]  # fmt: skip
+            if not busy:
+                return
+            time.sleep(0.1)
+        log.warning("lab %s: connections still closing after %.0f s", self.prefix, timeout)
 
     def ip(self, ns: str, *args: str) -> None:
         _run(["ip", "-n", ns, *args])
@@ -194,17 +267,33 @@ class Lab:
         if not self._up:
             return
         self._up = False
+        if self.emulator is not None and self.emulator.poll() is None:
+            kill_processes(self.prefix)
+            self._drain()
+            self.emulator.terminate()
+            try:
+                out, _ = self.emulator.communicate(timeout=10)
+                log.info("%s", out.strip())
+            except subprocess.TimeoutExpired:
+                self.emulator.kill()
+                self.emulator.wait(5)
         remove(self.prefix)
+
+
+def kill_processes(prefix: str) -> None:
+    """Kill what still runs in the lab's namespaces (it would keep its interfaces alive)."""
+    for ns in (f"{prefix}c", f"{prefix}s"):
+        for pid in _run(["ip", "netns", "pids", ns], check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), 9)
 
 
 def remove(prefix: str) -> None:
     """Delete the namespaces, veths and bridge of the lab ``prefix`` (missing parts are fine)."""
+    kill_processes(prefix)
     for ns in (f"{prefix}c", f"{prefix}s"):
-        pids = _run(["ip", "netns", "pids", ns], check=False).stdout.split()
-        for pid in pids:  # a process left in the namespace would keep its interfaces alive
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), 9)
         _run(["ip", "netns", "del", ns], check=False)  # takes the veth pairs with it
+    _run(["ip", "link", "del", f"{prefix}se"], check=False)  # the emulator's pair, if any
     _run(["ip", "link", "del", f"{prefix}br"], check=False)
 
 
@@ -213,10 +302,13 @@ def sweep() -> list[str]:
     listed = _run(["ip", "netns", "list"], check=False).stdout.split("\n")
     names = {line.split()[0] for line in listed if line.strip()}
     prefixes = sorted({n[:-1] for n in names if n[-1:] in ("c", "s") and _PREFIX.match(n[:-1])})
-    links = _run(["ip", "-o", "link", "show", "type", "bridge"], check=False).stdout
-    for m in re.finditer(r"^\d+: (iw[0-9a-f]{6})br[:@]", links, re.M):
-        if m.group(1) not in prefixes:
-            prefixes.append(m.group(1))
+    links = _run(["ip", "-o", "link", "show"], check=False).stdout
+    stray = re.findall(r"^\d+: ((iw[0-9a-f]{6})(?:br|cb|sb|se|sr))[:@]", links, re.M)
+    for _, prefix in stray:
+        if prefix not in prefixes:
+            prefixes.append(prefix)
     for prefix in prefixes:
         remove(prefix)
+    for name, _ in stray:  # veths whose namespace is gone but not yet freed by the kernel
+        _run(["ip", "link", "del", name], check=False)
     return prefixes
