@@ -204,3 +204,21 @@ def start_worker(broker: str, names: Names, tmp_path: Path) -> Iterator[object]:
 
 def run(coro: object) -> object:
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_lab() -> Iterator[object]:
+    """``make_lab(LinkSpec)``: a traffic lab (root), closed after the test even when it fails."""
+    from lab.topology import Lab, LinkSpec
+
+    labs: list[Lab] = []
+
+    def make(spec: LinkSpec | None = None) -> Lab:
+        lab = Lab(spec)
+        labs.append(lab)
+        lab.open()
+        return lab
+
+    yield make
+    for lab in reversed(labs):
+        lab.close()

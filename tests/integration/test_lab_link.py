@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lab.topology import Lab, LinkSpec, Shape, sweep
+from lab.topology import LinkSpec, Shape, sweep
 
 pytestmark = pytest.mark.integration
 
@@ -61,41 +61,42 @@ else:
 """
 
 
-def measure(spec: LinkSpec, mode: str) -> dict[str, float]:
-    with Lab(spec) as lab:
-        server = lab.popen(
-            lab.server_ns, [sys.executable, "-c", SERVER, mode], stdout=subprocess.PIPE, text=True
-        )
-        time.sleep(0.5)
-        out = lab.exec(lab.client_ns, [sys.executable, "-c", CLIENT, mode]).stdout
-        if mode == "udp":
-            return {"received": float(server.communicate(timeout=30)[0])}
-        server.kill()
-        server.wait(5)
-        return dict(json.loads(out))
+def measure(make_lab, spec: LinkSpec, mode: str) -> dict[str, float]:
+    lab = make_lab(spec)
+    server = lab.popen(
+        lab.server_ns, [sys.executable, "-c", SERVER, mode], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(0.5)
+    out = lab.exec(lab.client_ns, [sys.executable, "-c", CLIENT, mode]).stdout
+    if mode == "udp":
+        return {"received": float(server.communicate(timeout=30)[0])}
+    server.kill()
+    server.wait(5)
+    lab.close()
+    return dict(json.loads(out))
 
 
-def test_capacity_is_the_downlink_rate():
-    got = measure(LinkSpec(downlink=Shape(rate_mbit=20)), "bulk")["mbit"]
+def test_capacity_is_the_downlink_rate(make_lab):
+    got = measure(make_lab, LinkSpec(downlink=Shape(rate_mbit=20)), "bulk")["mbit"]
     assert 12 < got < 22
 
 
-def test_delay_adds_up_to_the_round_trip():
-    flat = measure(LinkSpec(), "rtt")["rtt_ms"]
-    delayed = measure(LinkSpec(Shape(delay_ms=20, jitter_ms=1), Shape(delay_ms=30)), "rtt")[
-        "rtt_ms"
-    ]
+def test_delay_adds_up_to_the_round_trip(make_lab):
+    flat = measure(make_lab, LinkSpec(), "rtt")["rtt_ms"]
+    delayed = measure(
+        make_lab, LinkSpec(Shape(delay_ms=20, jitter_ms=1), Shape(delay_ms=30)), "rtt"
+    )["rtt_ms"]
     assert flat < 5
     assert 48 < delayed < 75  # 20 ms up + 30 ms down, plus scheduling
 
 
-def test_loss_drops_that_share_of_datagrams():
-    received = measure(LinkSpec(uplink=Shape(loss_pct=20)), "udp")["received"]
+def test_loss_drops_that_share_of_datagrams(make_lab):
+    received = measure(make_lab, LinkSpec(uplink=Shape(loss_pct=20)), "udp")["received"]
     assert 720 < received < 880  # 1000 sent, 20 % lost: 800 expected, binomial sd 13
 
 
-def test_a_closed_lab_leaves_nothing_even_after_delayed_transfers():
-    measure(LinkSpec(Shape(delay_ms=20), Shape(delay_ms=20)), "bulk")
+def test_a_closed_lab_leaves_nothing_even_after_delayed_transfers(make_lab):
+    measure(make_lab, LinkSpec(Shape(delay_ms=20), Shape(delay_ms=20)), "bulk")
     time.sleep(1)
     assert sweep() == []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
