@@ -181,6 +181,9 @@ class Lab:
             _run(["ip", "link", "set", port, "promisc", "on", "up"])
             self.ip(ns, "link", "set", "lo", "up")
             self.ip(ns, "addr", "add", f"{ip}/24", "dev", inner)
+            # one segment per packet: no 64 KB offload super-frames on the tap, which no real
+            # link carries (the captures and packet summaries would learn from them)
+            self.ip(ns, "link", "set", inner, "gso_max_segs", "1")
             self.ip(ns, "link", "set", inner, "up")
             tc = ["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", inner]
             if shape.needs_netem and not emulate:

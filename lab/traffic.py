@@ -37,21 +37,15 @@ import orjson
 import yaml
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, WSMsgType, web
 
+from detectors.classes import AI_CLASSES as AI
+from detectors.classes import CLASSES as ALL_CLASSES
+
 HTTPS_PORT = 443
 RTP_PORT = 5004
 TRACE = Path(__file__).parent / "data" / "azure2023_conv_head2000.csv"
 FRAME_SECONDS = 0.02
-CLASSES = (
-    "ai-chat-stream",
-    "ai-api",
-    "ai-realtime",
-    "agentic",
-    "video",
-    "bulk",
-    "web",
-    "voip",
-)
-AI_CLASSES = frozenset({"ai-chat-stream", "ai-api", "ai-realtime", "agentic"})
+CLASSES = tuple(c for c in ALL_CLASSES if c != "other")  # the lab makes every class but "other"
+AI_CLASSES = frozenset(AI)
 
 
 # ----------------------------------------------------------------------------------- timing
@@ -306,7 +300,7 @@ class Client:
         """A burst of parallel tool-call chains, each a few short calls with growing context."""
         # one generator per chain: the chains run concurrently, their draws must not interleave
         chains = [random.Random(rng.getrandbits(64)) for _ in range(fanout)]
-        await asyncio.gather(*(self.chat("agentic", r, False, steps) for r in chains))
+        await asyncio.gather(*(self.chat("ai-agentic", r, False, steps) for r in chains))
 
     async def realtime(self, rng: random.Random, seconds: float) -> None:
         sni = self.sni_for("ai-realtime", rng)
@@ -369,7 +363,7 @@ class Client:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         await asyncio.sleep(0.2)
         transport.close()
-        flow = self.flow("voip", sock, None, start)
+        flow = self.flow("realtime-media", sock, None, start)
         self.record(**dict(flow, proto=17, server_port=RTP_PORT), end=time.time(), sent=seq,
                     received=received)  # fmt: skip
 
@@ -419,11 +413,11 @@ class Client:
             return lambda: self.chat(cls, r, True)
         if cls == "ai-api":
             return lambda: self.chat(cls, r, False)
-        if cls == "agentic":
+        if cls == "ai-agentic":
             return lambda: self.agentic(r, int(spec.get("fanout", 6)), int(spec.get("steps", 3)))
         if cls == "ai-realtime":
             return lambda: self.realtime(r, float(spec.get("seconds", longest)))
-        if cls == "voip":
+        if cls == "realtime-media":
             return lambda: self.voip(r, float(spec.get("seconds", longest)))
         if cls == "video":
             n = int(spec.get("segments", max(2, int(longest / 4))))

@@ -150,7 +150,7 @@ def replay(
 @click.option(
     "--first-packets",
     type=int,
-    default=32,
+    default=64,
     show_default=True,
     help="Packet summaries (size, direction, gap) kept per flow; 0-255.",
 )

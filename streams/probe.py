@@ -33,7 +33,7 @@ class ProbeOptions:
     exporter: str = "probe-1"
     iface_in: int = 1
     link: str | None = None
-    first_packets: int = 32  # packet summaries per flow (0: none; at most 255)
+    first_packets: int = 64  # packet summaries per flow (0: none; at most 255)
     idle_timeout: int = 15  # seconds without packets before a flow is exported
     active_timeout: int = 120  # a longer flow is exported in pieces of this length
     bpf_filter: str | None = None
