@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -92,6 +93,14 @@ class Nfacctd(_Daemon):
 
     def start(self) -> Nfacctd:
         check_exporters()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:  # nfacctd binds with SO_REUSEPORT: a leftover one would take the exports
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise LabError(
+                    f"UDP port {self.port} is taken ({exc.strerror}): another collector runs "
+                    "(a killed lab run leaves one? `inferwatch lab sweep` stops them)"
+                ) from exc
         self._start(["nfacctd", "-f", str(self.config)], "nfacctd.log")
         time.sleep(0.5)
         if self.proc is not None and self.proc.poll() is not None:

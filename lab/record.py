@@ -25,6 +25,7 @@ import contextlib
 import importlib.metadata
 import math
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -138,6 +139,11 @@ def record(
     sni: bool | None = None,
 ) -> dict[str, Any]:
     """Record ``scenario`` into ``out``; returns the manifest (also written there)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwind: the lab and its daemons are removed
+
+    signal.signal(signal.SIGTERM, stop)
     raw = yaml.safe_load(scenario_path(scenario).read_text())
     played = stretch(raw, minutes, seed, sni)
     out.mkdir(parents=True, exist_ok=True)

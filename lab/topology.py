@@ -314,4 +314,33 @@ def sweep() -> list[str]:
         remove(prefix)
     for name, _ in stray:  # veths whose namespace is gone but not yet freed by the kernel
         _run(["ip", "link", "del", name], check=False)
+    # exporters a killed run left: softflowd on a lab bridge, nfacctd with a lab config
+    for pid, cmd in _processes():
+        lab_softflowd = cmd.startswith("softflowd") and re.search(r"-i iw[0-9a-f]{6}br", cmd)
+        if lab_softflowd or (cmd.startswith("nfacctd: Core Process") and _lab_child(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, 9)
+            prefixes.append(f"pid {pid}")
     return prefixes
+
+
+def _processes() -> list[tuple[int, str]]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                out.append((int(d.name), cmd))
+    return out
+
+
+def _lab_child(pid: int) -> bool:
+    """Whether nfacctd ``pid`` is the lab's: it logs to a lab work directory's nfacctd.log,
+    next to the nfacctd.conf the lab wrote (lab.exporters.Nfacctd)."""
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = Path(os.readlink(fd))
+            if target.name == "nfacctd.log":
+                conf = target.parent / "nfacctd.conf"
+                return conf.exists() and "kafka_topic[flows]" in conf.read_text()
+    return False

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 import yaml
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, WSMsgType, web
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, TraceConfig, WSMsgType, web
 
 from detectors.classes import AI_CLASSES as AI
 from detectors.classes import CLASSES as ALL_CLASSES
@@ -206,6 +206,11 @@ class Scenario:
         )
 
 
+async def _headers_sent(session: Any, ctx: Any, params: Any) -> None:
+    if isinstance(ctx.trace_request_ctx, dict):
+        ctx.trace_request_ctx["headers_sent"] = time.time()
+
+
 class Client:
     def __init__(self, scenario: Scenario, out: Path, client_ip: str) -> None:
         self.s = scenario
@@ -235,7 +240,12 @@ class Client:
             probe.bind((self.client_ip, 0))
             sock: tuple[str, int] = probe.getsockname()[:2]
         connector = TCPConnector(limit=1, ssl=self.ctx, local_addr=sock)
-        return ClientSession(connector=connector, timeout=ClientTimeout(total=600)), sock
+        trace = TraceConfig()
+        trace.on_request_headers_sent.append(_headers_sent)
+        session = ClientSession(
+            connector=connector, timeout=ClientTimeout(total=600), trace_configs=[trace]
+        )
+        return session, sock
 
     def url(self, path: str) -> str:
         return f"https://{self.s.server_ip}:{HTTPS_PORT}{path}"
@@ -276,21 +286,26 @@ class Client:
                     "context_tokens": context, "seed": rng.getrandbits(32),
                     "messages": [{"role": "user", "content": "x" * (4 * context)}],
                 }  # fmt: skip
-                sent = time.time()
+                called = time.time()
+                trace_ctx: dict[str, float] = {}
                 async with http.post(
-                    self.url("/v1/chat/completions"), json=body, server_hostname=sni or None
-                ) as resp:
+                    self.url("/v1/chat/completions"), json=body, server_hostname=sni or None,
+                    trace_request_ctx=trace_ctx,
+                ) as resp:  # fmt: skip
                     resp.raise_for_status()
-                    times: list[float] = []
+                    arrivals: list[float] = []
                     if stream:
-                        times = [
-                            time.time() - sent async for ln in resp.content if ln[:7] == b"data: {"
-                        ]
+                        content = resp.content
+                        arrivals = [time.time() async for ln in content if ln[:7] == b"data: {"]
                     else:
                         await resp.read()
-                        times.append(time.time() - sent)
+                        arrivals.append(time.time())
+                # the request starts when its headers are written: after connecting (TCP, TLS)
+                sent = trace_ctx.get("headers_sent", called)
+                times = [t - sent for t in arrivals]
                 requests.append({
-                    "request_time": sent, "context_tokens": context, "tokens": tokens,
+                    "request_time": sent, "connect_s": round(sent - called, 4),
+                    "context_tokens": context, "tokens": tokens,
                     "ttft_s": times[0] if times else None,
                     "token_times_s": [round(t, 4) for t in times] if stream else [],
                 })  # fmt: skip
