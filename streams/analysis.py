@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from detectors.features import flow_features
+from detectors.classes import AI_CLASSES
+from detectors.classes import CLASSES as ALL_CLASSES
+from detectors.classes import OTHER as OTHER_CLASS
 from detectors.flows import Array, FlowBatch, factorize
 from detectors.topk import TopK
 from detectors.windows import (
@@ -32,13 +34,14 @@ from detectors.windows import (
     LinkWindows,
 )
 from streams.anonymise import Anonymiser
+from streams.classification import Classification
 from streams.config import AnalysisConfig
 from streams.links import LinkCatalog
 from streams.metrics import LinkMetrics
 
 log = logging.getLogger(__name__)
 
-CLASSES = ("unclassified",)  # traffic classes; classification will extend this
+CLASSES = ALL_CLASSES  # with classification off, every flow is "other"
 OTHER = "other"
 
 
@@ -119,12 +122,16 @@ class Analyzer:
         metrics: LinkMetrics,
         publish: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        classification: Classification | None = None,
     ) -> None:
         self.cfg = cfg
         self.catalog = links
         self.metrics = metrics
         self.publish = publish
         self.clock = clock
+        self.classification = classification
+        if classification is not None:
+            classification.alert = self._alert
         self.cap = LinkCap(cfg.max_links)
         self.anonymiser = Anonymiser(
             cfg.anonymise,
@@ -135,6 +142,10 @@ class Analyzer:
         self.windows: dict[int, LinkWindows] = {}
         self.talkers: dict[str, TopTalkers] = {}
         self._owner: dict[str, int] = {}  # link -> partition whose windows hold it
+
+    def _alert(self, event: dict[str, Any]) -> None:
+        if self.publish is not None:
+            self.publish("alerts", event)
 
     # -- state per partition ---------------------------------------------------------------
     def _windows(self, partition: int) -> LinkWindows:
@@ -165,6 +176,8 @@ class Analyzer:
         self.talkers.pop(link, None)
         self.cap.release(link)
         self.metrics.forget(link, CLASSES)
+        if self.classification is not None:
+            self.classification.metrics.forget(link, AI_CLASSES)
         self.metrics.links.set(len(self.cap.admitted))
 
     # -- the work --------------------------------------------------------------------------
@@ -175,7 +188,10 @@ class Analyzer:
         links, over = self.cap.apply(batch.link)
         if over:
             self.metrics.cap_hits.inc(over)
-        classes = np.zeros(n, dtype=np.int64)  # until classification exists
+        if self.classification is not None:
+            classes = self.classification.run(batch, links).label
+        else:
+            classes = np.full(n, OTHER_CLASS, dtype=np.int64)
         out = batch.fwd_out.astype(bool)
         b_in = np.where(out, batch.bytes_rev, batch.bytes_fwd)
         b_out = np.where(out, batch.bytes_fwd, batch.bytes_rev)
@@ -183,7 +199,6 @@ class Analyzer:
         p_out = np.where(out, batch.packets_fwd, batch.packets_rev)
 
         self._count(links, classes, b_in, b_out, p_in, p_out)
-        self._features(batch)
         self._top_talkers(batch, links)
 
         windows = self._windows(partition)
@@ -219,11 +234,6 @@ class Analyzer:
                     m.bytes.labels(link, direction, cls).inc(b[i])
                     m.packets.labels(link, direction, cls).inc(p[i])
             m.flows.labels(link, cls).inc(int(flows[i]))
-
-    def _features(self, batch: FlowBatch) -> None:
-        # Per-flow statistics feed classification and QoE (next issues); computing them here
-        # keeps their cost inside what the benchmark measures.
-        flow_features(batch)
 
     def _top_talkers(self, batch: FlowBatch, links: Array) -> None:
         n = len(batch)

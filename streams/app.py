@@ -12,6 +12,7 @@ events Faust drops around a rebalance (see there).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ import orjson
 from faust.types import TP
 
 from streams.analysis import Analyzer
+from streams.classification import Classification, FeedbackDecoder
 from streams.config import Config
 from streams.continuity import Continuity
 from streams.metrics import IngestMetrics
+from streams.topics import read_latest
 from streams.wire import TICK_KEY, WireError, decode_batch, decode_tick
 
 log = logging.getLogger(__name__)
@@ -61,8 +64,21 @@ def _restore(analyzer: Analyzer, partition: int, saved: bytes | None) -> int:
 
 async def _flush(pending: list[tuple[str, dict[str, Any]]], outputs: dict[str, Any]) -> None:
     for kind, record in pending:
-        await outputs[kind].send(key=record["link"].encode(), value=orjson.dumps(record))
+        key = str(record.get("link", record.get("type", ""))).encode()
+        await outputs[kind].send(key=key, value=orjson.dumps(record))
     pending.clear()
+
+
+async def _save_model(classification: Classification, topic: Any, app_id: str) -> None:
+    try:
+        if classification.cfg.checkpoint == "disk":
+            classification.save_to_disk()
+        else:
+            await topic.send(key=app_id.encode(), value=classification.dumps())
+            classification.metrics.checkpoints.labels("written").inc()
+    except Exception:  # a failed save must not stop the analysis; the next one retries
+        classification.metrics.checkpoints.labels("failed").inc()
+        log.exception("saving the classifier checkpoint failed")
 
 
 def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.App:
@@ -91,7 +107,10 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     outputs = {
         "toptalkers": app.topic(cfg.analysis.toptalkers_topic, value_serializer="raw"),
         "series": app.topic(cfg.analysis.series_topic, value_serializer="raw"),
+        "alerts": app.topic(k.topics.alerts, value_serializer="raw"),
     }
+    model_topic = app.topic(cfg.classify.checkpoint_topic, value_serializer="raw")
+    classification = analyzer.classification
     windows = app.Table(
         "link-windows",
         default=None,
@@ -112,8 +131,26 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     pending: list[tuple[str, dict[str, Any]]] = []
     analyzer.publish = lambda kind, record: pending.append((kind, record))
 
+    model_ready = asyncio.Event()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def resume_model() -> None:
+        """Load the classifier's last checkpoint before the first batch is analysed."""
+        try:
+            if classification is not None and cfg.classify.checkpoint == "disk":
+                classification.restore_from_disk()
+            elif classification is not None and cfg.classify.checkpoint == "kafka":
+                topic = cfg.classify.checkpoint_topic
+                data = await read_latest(cfg, topic, k.app_id.encode())
+                classification.restore(data, topic)
+        except Exception:  # the worker runs without its old model rather than not at all
+            log.exception("could not read the classifier checkpoint; starting fresh")
+        finally:
+            model_ready.set()
+
     @app.agent(flows)
     async def analyse(stream: Any) -> None:
+        await model_ready.wait()
         async for event in stream.events():
             partition, offset = event.message.partition, event.message.offset
             if not continuity.knows(partition):
@@ -142,6 +179,19 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             checkpoint = _Checkpoint(offset, analyzer.checkpoint(partition))
             windows[_key(partition)] = msgspec.msgpack.encode(checkpoint)
             await _flush(pending, outputs)
+            if classification is not None and classification.checkpoint_due():
+                await _save_model(classification, model_topic, k.app_id)
+
+    if classification is not None:
+        feedback = app.topic(cfg.classify.feedback_topic, value_serializer="raw")
+
+        @app.agent(feedback)
+        async def learn_feedback(stream: Any) -> None:
+            decoder = FeedbackDecoder(classification.metrics)
+            async for values in stream.take(500, within=1.0):
+                batch, labels = decoder.decode(values)
+                if len(batch):
+                    classification.feedback(batch, labels)
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())

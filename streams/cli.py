@@ -258,6 +258,99 @@ def lab_sweep() -> None:
         click.echo(f"removed {prefix}")
 
 
+@main.command("classify")
+@click.option("--pcap", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--names", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="off: behaviour only, the endpoint catalog is ignored.")  # fmt: skip
+@click.option("--model", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A classifier checkpoint (--save-model, or the worker's on disk).")  # fmt: skip
+@click.option("--train", "train_dirs", multiple=True,
+              type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Learn these recorded datasets first (repeatable).")  # fmt: skip
+@click.option("--save-model", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the model (after --train) as a checkpoint here.")  # fmt: skip
+@click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Endpoint catalog (default config/endpoints.yaml).")  # fmt: skip
+def classify_cmd(
+    pcap: Path,
+    names: str,
+    model: Path | None,
+    train_dirs: tuple[Path, ...],
+    save_model: Path | None,
+    catalog: Path | None,
+) -> None:
+    """Classify every flow of a capture offline: one JSON line per flow (5-tuple, class,
+    probability, QoE estimates), through the probe's and the worker's own code."""
+    import orjson
+
+    from streams.endpoints import DEFAULT_ENDPOINTS_PATH, load_endpoints
+    from streams.offline import build_classifier, classify_pcap
+
+    try:
+        cat = load_endpoints(catalog or DEFAULT_ENDPOINTS_PATH)
+        clf = build_classifier(cat, names == "on", model, train_dirs)
+        if save_model is not None:
+            save_model.write_bytes(clf.model.dumps())
+        for row in classify_pcap(pcap, clf):
+            click.echo(orjson.dumps(row).decode())
+    except (InferwatchError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group("eval")
+def eval_group() -> None:
+    """Evaluations on recorded lab datasets (docs/classification.md)."""
+
+
+@eval_group.command("classify")
+@click.option(
+    "--dataset", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A dataset of `inferwatch lab record` (flows.jsonl and truth.jsonl).",
+)  # fmt: skip
+@click.option(
+    "--train", "train_dirs", multiple=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Learn these datasets first (repeatable); then DATASET is new conditions.",
+)  # fmt: skip
+@click.option("--names", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="off: behaviour only, the endpoint catalog is ignored.")  # fmt: skip
+@click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Endpoint catalog (default config/endpoints.yaml).")  # fmt: skip
+@click.option("--batch", "batch_size", type=int, default=20, show_default=True,
+              help="Flows per test-then-train step.")  # fmt: skip
+@click.option("--seed", type=int, default=42, show_default=True, help="The forest's seed.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the report as JSON here ('-': only JSON, to stdout).")  # fmt: skip
+def eval_classify(
+    dataset: Path,
+    train_dirs: tuple[Path, ...],
+    names: str,
+    catalog: Path | None,
+    batch_size: int,
+    seed: int,
+    json_out: Path | None,
+) -> None:
+    """Replay a recorded dataset through the classifier, test-then-train; print the confusion
+    matrix, per-class F1, macro-F1 and the QoE errors against the ground truth."""
+    import orjson
+
+    from streams.endpoints import DEFAULT_ENDPOINTS_PATH, load_endpoints
+    from streams.evaluate import run_eval
+
+    try:
+        cat = load_endpoints(catalog or DEFAULT_ENDPOINTS_PATH)
+        report = run_eval(dataset, train_dirs, names == "on", cat, batch_size, seed)
+    except (InferwatchError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    data = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    if str(json_out) == "-":
+        click.echo(data.decode())
+        return
+    click.echo(report.text())
+    if json_out is not None:
+        json_out.write_bytes(data + b"\n")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks against a real broker (see bench/README.md)."""

@@ -127,6 +127,24 @@ class AnalysisConfig(_Section):
         return key.encode() if key is not None else None
 
 
+class ClassifyConfig(_Section):
+    enabled: bool = Field(True, description="classify flows and estimate AI QoE")
+    endpoints_file: str | None = Field(
+        "config/endpoints.yaml", description="endpoint catalog; null for none"
+    )
+    names: bool = Field(
+        True, description="off/false: behaviour only, the catalog is ignored when predicting"
+    )
+    learn_per_batch: int = Field(64, ge=0, description="labelled flows learned per batch at most")
+    feedback_topic: str = "labels.v1"
+    checkpoint: Literal["kafka", "disk", "off"] = "kafka"
+    checkpoint_topic: str = "classifier.v1"
+    checkpoint_path: str = ".cache/state/classifier.ckpt"
+    checkpoint_seconds: float = Field(60.0, gt=0)
+    validation_window: int = Field(1000, ge=10, description="labelled predictions per P/R/F1")
+    drift_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence on the errors")
+
+
 class WorkerConfig(_Section):
     state_dir: str = ".cache/state"
     shutdown_timeout_seconds: float = Field(
@@ -137,6 +155,7 @@ class WorkerConfig(_Section):
 class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    classify: ClassifyConfig = ClassifyConfig()
     worker: WorkerConfig = WorkerConfig()
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()

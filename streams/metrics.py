@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -258,3 +258,95 @@ class LinkMetrics:
         for m3 in (self.window_end, self.capacity):
             with contextlib.suppress(KeyError):
                 m3.remove(link)
+
+
+TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+RATE_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0, 200.0)
+GAP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0)
+
+
+class ClassifierMetrics:
+    """Classification and AI QoE. Labels: class (the fixed list), link (the bounded link set),
+    evidence (behaviour or name) and source (catalog or feedback)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.classified = Counter(
+            "inferwatch_flows_classified",
+            "Flow records classified, per class and whether a name prior applied.",
+            ["class", "evidence"],
+            registry=registry,
+        )
+        self.learned = Counter(
+            "inferwatch_classifier_learned_flows",
+            "Labelled flows the classifier learned, per label source.",
+            ["source"],
+            registry=registry,
+        )
+        self.precision = Gauge(
+            "inferwatch_classifier_precision",
+            "Progressive (test-then-train) precision per class over the last labelled flows.",
+            ["class"],
+            registry=registry,
+        )
+        self.recall = Gauge(
+            "inferwatch_classifier_recall",
+            "Progressive recall per class over the last labelled flows.",
+            ["class"],
+            registry=registry,
+        )
+        self.f1 = Gauge(
+            "inferwatch_classifier_f1",
+            "Progressive F1 per class over the last labelled flows.",
+            ["class"],
+            registry=registry,
+        )
+        self.feedback_rejected = Counter(
+            "inferwatch_classifier_feedback_rejected",
+            "Feedback messages skipped, per reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.drift = Counter(
+            "inferwatch_classifier_drift_events",
+            "Drift the detector found in the classifier's error stream.",
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            "inferwatch_classifier_checkpoints",
+            "Model checkpoints written or restored, per outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "inferwatch_ai_time_to_first_token_seconds",
+            "Estimated time to first token of AI flows, per link and AI class.",
+            ["link", "class"],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.token_rate = Histogram(
+            "inferwatch_ai_tokens_per_second",
+            "Estimated tokens per second of streaming AI flows, per link and AI class.",
+            ["link", "class"],
+            buckets=RATE_BUCKETS,
+            registry=registry,
+        )
+        self.token_gap = Histogram(
+            "inferwatch_ai_inter_token_gap_seconds",
+            "Estimated median gap between tokens of streaming AI flows, per link and AI class.",
+            ["link", "class"],
+            buckets=GAP_BUCKETS,
+            registry=registry,
+        )
+        self.stalls = Counter(
+            "inferwatch_ai_stalls",
+            "Gaps in AI answers far above the flow's median gap, per link and AI class.",
+            ["link", "class"],
+            registry=registry,
+        )
+
+    def forget(self, link: str, classes: Sequence[str]) -> None:
+        for metric in (self.ttft, self.token_rate, self.token_gap, self.stalls):
+            for cls in classes:
+                with contextlib.suppress(KeyError):
+                    metric.remove(link, cls)

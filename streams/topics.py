@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -29,7 +30,42 @@ def wanted_topics(cfg: Config) -> list[NewTopic]:
         NewTopic(k.topics.alerts, 1, 1),
         NewTopic(cfg.analysis.toptalkers_topic, 1, 1),
         NewTopic(cfg.analysis.series_topic, 1, 1),
-    ]
+        NewTopic(cfg.classify.feedback_topic, 1, 1),
+        NewTopic(cfg.classify.checkpoint_topic, 1, 1, topic_configs={
+            "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
+    ]  # fmt: skip
+
+
+async def read_latest(cfg: Config, topic: str, key: bytes, wait: float = 30.0) -> bytes | None:
+    """The last value under ``key`` in ``topic`` (read to its end; for small compacted topics)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=cfg.kafka.broker, client_id=f"{cfg.kafka.client_id}-restore",
+        enable_auto_commit=False, max_partition_fetch_bytes=64 << 20, fetch_max_bytes=64 << 20,
+    )  # fmt: skip
+    try:
+        await asyncio.wait_for(consumer.start(), wait)
+        parts = consumer.partitions_for_topic(topic) or set()
+        for _ in range(20):  # the first metadata may not list the topic yet
+            if parts:
+                break
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+            await asyncio.sleep(0.1)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return None
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        latest = None
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                latest = next((m.value for m in reversed(msgs) if m.key == key), latest)
+        return latest
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise ServiceError(f"cannot read {topic} on {cfg.kafka.broker}: {exc!r}") from exc
+    finally:
+        await consumer.stop()
 
 
 async def ensure_topics(cfg: Config, wait: float = 30.0) -> list[str]:

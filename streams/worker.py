@@ -15,12 +15,13 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from streams import logs
 from streams.analysis import Analyzer
 from streams.app import build_app
+from streams.classification import Classification
 from streams.config import Config, resolve_path
 from streams.errors import ServiceError
 from streams.http import HttpService
 from streams.ingest.service import IngestService
 from streams.links import LinkCatalog
-from streams.metrics import IngestMetrics, LagCollector, LinkMetrics
+from streams.metrics import ClassifierMetrics, IngestMetrics, LagCollector, LinkMetrics
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ def run_worker(cfg: Config) -> None:
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry)
     links = LinkCatalog.load(resolve_path(cfg.analysis.links_file))
-    analyzer = Analyzer(cfg.analysis, links, LinkMetrics(registry))
+    classification = None
+    if cfg.classify.enabled:
+        classification = Classification(cfg.classify, ClassifierMetrics(registry))
+    analyzer = Analyzer(cfg.analysis, links, LinkMetrics(registry), classification=classification)
     app = build_app(cfg, metrics, analyzer)
     ingest = IngestService(cfg, metrics, links)
     LagCollector(ingest.lag, registry)

@@ -65,8 +65,18 @@ class Names:
     def alerts(self) -> str:
         return f"t{self.suffix}.alerts.v1"
 
+    @property
+    def labels(self) -> str:
+        return f"t{self.suffix}.labels.v1"
+
+    @property
+    def model(self) -> str:
+        return f"t{self.suffix}.classifier.v1"
+
     def env(self) -> dict[str, str]:
         return {
+            "INFERWATCH_CLASSIFY__FEEDBACK_TOPIC": self.labels,
+            "INFERWATCH_CLASSIFY__CHECKPOINT_TOPIC": self.model,
             "INFERWATCH_KAFKA__TOPICS__RAW": self.raw,
             "INFERWATCH_KAFKA__TOPICS__FLOWS": self.flows,
             "INFERWATCH_KAFKA__TOPICS__DLQ": self.dlq,

@@ -1,0 +1,236 @@
+"""What a flow does, as numbers: behaviour features for the classifier, and AI QoE estimates.
+
+Both come from the per-flow counters and, when a record carries them, its packet summaries
+(the first packets' sizes, directions and gaps). Everything runs over whole batches with numpy.
+
+A *data packet* is one that carries payload: larger than ``DATA_MIN_BYTES`` for TCP (a bare
+ACK with timestamps is 52 IP bytes), any packet for UDP. A *turn* is a downlink data packet
+that follows an uplink one: a request answered. The *answer* of a flow is the downlink data
+packet after its longest silence that has a request before it; the *request* is the run of
+uplink data packets before it (back to the previous downlink data packet, skipping downlink
+packets after the request such as a TLS session ticket). The *think pause* runs from the
+request's first packet to the answer: for a language model, the time to first token as the
+user sees it on an open connection (it includes sending the request, as the client's clock
+does; not the TCP and TLS handshakes).
+
+QoE estimates (NaN where they do not apply): ``ttft_s`` (the think pause), ``token_gap_s``
+(median gap between the downlink data packets after it: one SSE event, about one token, each),
+``tokens_per_s`` (those packets over their span) and ``stalls`` (gaps above ``STALL_FACTOR``
+times the flow's median gap). The lab measures how close they come to the source's truth
+(``inferwatch eval classify``).
+
+>>> from detectors.flows import FlowBatch
+>>> pk = ([60, 60, 52, 900, 52, 52, 200, 52, 200, 200, 200, 200],
+...       [0, 1, 0, 0, 1, 0, 1, 0, 1, 1, 1, 1],
+...       [0, 1000, 1000, 1000, 1000, 1000, 500_000, 1000, 1000, 25_000, 25_000, 25_000])
+>>> b = FlowBatch.from_columns(packets=[pk], proto=[6], ts_start=[0.0], ts_end=[1.0],
+...                            bytes_fwd=[1100], packets_fwd=[5], bytes_rev=[1000], packets_rev=[6])
+>>> q = qoe(b)
+>>> round(float(q["ttft_s"][0]), 3), round(float(q["token_gap_s"][0]), 3)
+(0.502, 0.025)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.features import flow_features
+from detectors.flows import Array, FlowBatch
+
+DATA_MIN_BYTES = 80
+SMALL_DATA_BYTES = 400
+STALL_FACTOR = 4.0
+PERIODIC_S = (0.015, 0.025)  # the 20 ms media cadence, with slack
+
+FEATURES: tuple[str, ...] = (
+    "udp", "log_duration", "log_bytes_fwd", "log_bytes_rev", "log_packets_fwd",
+    "log_packets_rev", "log_down_up", "mean_pkt_fwd", "mean_pkt_rev",
+    "data_size_med_rev", "data_size_p95_rev", "data_size_med_fwd",
+    "data_gap_med_rev", "data_gap_p95_rev", "data_gap_cv_rev", "data_gap_med_fwd",
+    "small_data_share_rev", "periodic_share_fwd", "periodic_share_rev",
+    "think_pause", "turns", "answer_packets", "answer_rate", "data_share", "summary_packets",
+    "log_rate_rev", "burst_ratio_rev",
+)  # fmt: skip
+QOE = ("ttft_s", "token_gap_s", "tokens_per_s", "stalls")
+
+
+class _Packets:
+    """The data packets of a batch's summaries, in record order, with their times."""
+
+    def __init__(self, batch: FlowBatch) -> None:
+        n = len(batch)
+        rec = batch.packet_record()
+        clock = np.cumsum(batch.pkt_iat_us.astype(np.float64)) / 1e6
+        udp = (batch.proto == 17)[rec] if rec.size else np.zeros(0, dtype=bool)
+        data = udp | (batch.pkt_size > DATA_MIN_BYTES)
+        self.n = n
+        self.rec, self.t = rec[data], clock[data]
+        self.size = batch.pkt_size[data].astype(np.float64)
+        self.dir = batch.pkt_dir[data]
+        self.count = np.bincount(self.rec, minlength=n).astype(np.float64)
+        self.summary = np.bincount(rec, minlength=n).astype(np.float64)
+        same = self.rec[1:] == self.rec[:-1]
+        self.gap = np.diff(self.t)  # gap to the previous data packet (valid where same)
+        self.same = same
+        # a turn: a downlink data packet right after an uplink one, in the same flow
+        self.turn = same & (self.dir[1:] == 1) & (self.dir[:-1] == 0)
+
+
+def _seg(values: Array, seg: Array, n: int, q: float) -> Array:
+    """Quantile ``q`` of ``values`` per segment id (NaN when a segment is empty)."""
+    out = np.full(n, np.nan)
+    if values.size == 0:
+        return out
+    order = np.lexsort((values, seg))
+    v, s = values[order], seg[order]
+    starts = np.searchsorted(s, np.arange(n), "left")
+    ends = np.searchsorted(s, np.arange(n), "right")
+    has = ends > starts
+    pos = starts + np.floor((ends - starts - 1) * q).astype(np.int64)
+    out[has] = v[pos[has]]
+    return out
+
+
+def _dir_gaps(p: _Packets, d: int) -> tuple[Array, Array]:
+    """Gaps between consecutive data packets of direction ``d`` in one flow, and their flow."""
+    sel = np.flatnonzero(p.dir == d)
+    rec, t = p.rec[sel], p.t[sel]
+    same = rec[1:] == rec[:-1]
+    return np.diff(t)[same], rec[1:][same]
+
+
+def _think(p: _Packets) -> tuple[Array, Array]:
+    """Per flow: the think pause and the index (into p's arrays) of the answer's first packet.
+
+    The answer is the downlink data packet after the flow's longest silence (between data
+    packets of either direction: a TLS 1.3 session ticket may arrive between the request and
+    the answer) that has an uplink data packet before it; the pause runs from the last uplink
+    data packet before it.
+    """
+    pause = np.full(p.n, np.nan)
+    where = np.full(p.n, -1, dtype=np.int64)
+    idx = np.arange(p.rec.size)
+    flow_start = np.searchsorted(p.rec, p.rec, "left")
+    last_up = np.maximum.accumulate(np.where(p.dir == 0, idx, -1)) if idx.size else idx
+    last_down = np.maximum.accumulate(np.where(p.dir == 1, idx, -1)) if idx.size else idx
+    # candidate i + 1: a downlink data packet after a silence, with an uplink one before it
+    cand = np.flatnonzero(p.same & (p.dir[1:] == 1) & (last_up[:-1] >= flow_start[1:])) + 1
+    if cand.size:
+        silence, recs = p.gap[cand - 1], p.rec[cand]
+        order = np.lexsort((silence, recs))
+        last = np.r_[recs[order][1:] != recs[order][:-1], True]
+        best = cand[order[last]]
+        # the request: the run of uplink data packets ending with the last one before the
+        # answer (downlink packets after it, such as a TLS session ticket, do not end it)
+        up = last_up[best - 1]
+        begin = np.maximum(last_down[up] + 1, flow_start[up])
+        pause[p.rec[best]] = p.t[best] - p.t[begin]
+        where[p.rec[best]] = best
+    return pause, where
+
+
+def _answer(p: _Packets, where: Array) -> tuple[Array, Array, Array]:
+    """Downlink data packets from each flow's think-pause answer on: their count, and the
+    gaps between them (with their flows) from the second on: an answer's first event often
+    carries a header or the role and arrives with the first token."""
+    first = np.full(p.n, np.inf)
+    ok = where >= 0
+    first[ok] = where[ok]
+    idx = np.arange(p.rec.size)
+    after = (p.dir == 1) & (idx >= first[p.rec]) if p.rec.size else np.zeros(0, dtype=bool)
+    sel = np.flatnonzero(after)
+    rec, t = p.rec[sel], p.t[sel]
+    first_of = np.r_[True, rec[1:] != rec[:-1]] if rec.size else np.zeros(0, dtype=bool)
+    keep = (rec[1:] == rec[:-1]) & ~first_of[:-1]
+    count = np.bincount(rec, minlength=p.n).astype(np.float64)
+    return count, np.diff(t)[keep], rec[1:][keep]
+
+
+def qoe(batch: FlowBatch) -> dict[str, Array]:
+    """AI QoE estimates per flow (NaN without packet summaries or without an answer)."""
+    p = _Packets(batch)
+    pause, where = _think(p)
+    _, gaps, grec = _answer(p, where)
+    med = _seg(gaps, grec, p.n, 0.5)
+    span = np.bincount(grec, weights=gaps, minlength=p.n)
+    n_gaps = np.bincount(grec, minlength=p.n).astype(np.float64)
+    rate = np.full(p.n, np.nan)
+    np.divide(n_gaps, span, out=rate, where=span > 0)
+    stalls = np.bincount(grec, weights=(gaps > STALL_FACTOR * med[grec]), minlength=p.n)
+    stalls = np.where(n_gaps > 0, stalls, np.nan)
+    return {"ttft_s": pause, "token_gap_s": med, "tokens_per_s": rate, "stalls": stalls}
+
+
+def behaviour_features(batch: FlowBatch) -> Array:
+    """The (n, len(FEATURES)) matrix of behaviour features; NaN becomes -1 (never a value)."""
+    n = len(batch)
+    f = flow_features(batch)
+    p = _Packets(batch)
+    cols: dict[str, Array] = {
+        "udp": (batch.proto == 17).astype(np.float64),
+        "log_duration": np.log10(f["duration"] + 1e-3),
+        "log_bytes_fwd": np.log10(f["bytes_fwd"] + 1),
+        "log_bytes_rev": np.log10(f["bytes_rev"] + 1),
+        "log_packets_fwd": np.log10(f["packets_fwd"] + 1),
+        "log_packets_rev": np.log10(f["packets_rev"] + 1),
+        "log_down_up": np.log10((f["bytes_rev"] + 1) / (f["bytes_fwd"] + 1)),
+        "mean_pkt_fwd": f["mean_pkt_bytes_fwd"],
+        "mean_pkt_rev": f["mean_pkt_bytes_rev"],
+    }
+    for d, name in ((1, "rev"), (0, "fwd")):
+        sel = p.dir == d
+        cols[f"data_size_med_{name}"] = _seg(p.size[sel], p.rec[sel], n, 0.5)
+        if d == 1:
+            cols["data_size_p95_rev"] = _seg(p.size[sel], p.rec[sel], n, 0.95)
+            small = np.bincount(p.rec[sel], weights=p.size[sel] <= SMALL_DATA_BYTES, minlength=n)
+            cnt = np.bincount(p.rec[sel], minlength=n).astype(np.float64)
+            cols["small_data_share_rev"] = np.divide(
+                small, cnt, out=np.full(n, np.nan), where=cnt > 0
+            )
+        gaps, grec = _dir_gaps(p, d)
+        cols[f"data_gap_med_{name}"] = _seg(gaps, grec, n, 0.5)
+        periodic = (gaps >= PERIODIC_S[0]) & (gaps <= PERIODIC_S[1])
+        g_n = np.bincount(grec, minlength=n).astype(np.float64)
+        cols[f"periodic_share_{name}"] = np.divide(
+            np.bincount(grec, weights=periodic, minlength=n), g_n,
+            out=np.full(n, np.nan), where=g_n > 0,
+        )  # fmt: skip
+        if d == 1:
+            cols["data_gap_p95_rev"] = _seg(gaps, grec, n, 0.95)
+            mean = np.divide(
+                np.bincount(grec, weights=gaps, minlength=n), g_n,
+                out=np.full(n, np.nan), where=g_n > 0,
+            )  # fmt: skip
+            sq = np.divide(
+                np.bincount(grec, weights=gaps * gaps, minlength=n), g_n,
+                out=np.full(n, np.nan), where=g_n > 0,
+            )  # fmt: skip
+            std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+            cols["data_gap_cv_rev"] = np.divide(std, mean, out=np.full(n, np.nan), where=mean > 0)
+    pause, where = _think(p)
+    count, gaps, grec = _answer(p, where)
+    span = np.bincount(grec, weights=gaps, minlength=n)
+    cols["think_pause"] = pause
+    cols["turns"] = np.bincount(p.rec[1:][p.turn], minlength=n).astype(np.float64)
+    cols["answer_packets"] = count
+    cols["answer_rate"] = np.divide(
+        np.maximum(count - 1, 0), span, out=np.full(n, np.nan), where=span > 0
+    )
+    cols["data_share"] = np.divide(p.count, p.summary, out=np.full(n, np.nan), where=p.summary > 0)
+    cols["summary_packets"] = p.summary
+    # how much faster the downlink ran while the summary was taken than over the whole flow:
+    # about 1 for a transfer the link limits, far above for segments between idle periods
+    avg = f["bytes_rev"] / np.maximum(f["duration"], 1e-3)
+    cols["log_rate_rev"] = np.log10(avg + 1)
+    rev = np.flatnonzero(p.dir == 1)
+    r_rec, r_t = p.rec[rev], p.t[rev]
+    r_bytes = np.bincount(r_rec, weights=p.size[rev], minlength=n)
+    first_t = np.full(n, np.inf)
+    last_t = np.full(n, -np.inf)
+    np.minimum.at(first_t, r_rec, r_t)
+    np.maximum.at(last_t, r_rec, r_t)
+    span = last_t - first_t
+    burst = np.divide(r_bytes, span, out=np.full(n, np.nan), where=span > 1e-3)
+    cols["burst_ratio_rev"] = np.log10(np.divide(burst, avg, out=np.full(n, np.nan), where=avg > 0))
+    out = np.column_stack([cols[name] for name in FEATURES]) if n else np.zeros((0, len(FEATURES)))
+    return np.where(np.isfinite(out), out, -1.0)

@@ -1,0 +1,98 @@
+"""Classification of a batch: behaviour, the endpoint catalog as a prior, and AI QoE.
+
+``TrafficClassifier.classify`` is what the worker runs on every batch and what ``inferwatch
+eval classify`` and ``inferwatch classify`` run offline: behaviour features -> the online
+forest's class probabilities -> (names on) multiplied by the catalog's prior for flows whose
+name or address it knows -> the most probable class, its probability, and the QoE estimates.
+
+The prior: a catalog entry naming a class puts ``PRIOR_WEIGHT`` of its mass on that class; an
+``ai`` entry spreads it over the AI classes; the rest is spread evenly. The behaviour model
+therefore still decides between the AI classes, and can overrule a name when its evidence is
+strong (a video CDN name on a flow that behaves like a bulk download stays bulk if the model
+is sure). Before the model has learned anything, the prior alone decides.
+
+Learning: ``learn`` takes labelled flows (operators' feedback, or the lab's ground truth);
+``catalog_labels`` are the labels the catalog gives with confidence (entries naming one class)
+for the worker to learn from when nobody gives feedback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.behaviour import behaviour_features, qoe
+from detectors.catalog import FAMILY, NONE, EndpointCatalog
+from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
+from detectors.classifier import FlowClassifier
+from detectors.flows import Array, FlowBatch
+
+PRIOR_WEIGHT = 0.9
+AI_INDEX = np.array([INDEX[c] for c in AI_CLASSES])
+
+
+@dataclass(slots=True)
+class Classified:
+    label: Array  # class index per record
+    proba: Array  # its probability
+    by_name: Array  # bool: the catalog's prior applied
+    features: Array  # the behaviour features (for learning)
+    qoe: dict[str, Array]
+
+
+def catalog_prior(codes: Array) -> Array:
+    """(n, classes) prior from catalog label codes (NONE: uniform)."""
+    k = len(CLASSES)
+    prior = np.full((len(codes), k), 1.0 / k)
+    specific = (codes >= 0) & (codes < FAMILY)
+    if specific.any():
+        prior[specific] = (1 - PRIOR_WEIGHT) / (k - 1)
+        prior[np.flatnonzero(specific), codes[specific]] = PRIOR_WEIGHT
+    family = codes == FAMILY
+    if family.any():
+        rest = (1 - PRIOR_WEIGHT) / (k - len(AI_INDEX))
+        prior[family] = rest
+        prior[np.ix_(np.flatnonzero(family), AI_INDEX)] = PRIOR_WEIGHT / len(AI_INDEX)
+    return prior
+
+
+class TrafficClassifier:
+    def __init__(
+        self,
+        catalog: EndpointCatalog | None = None,
+        model: FlowClassifier | None = None,
+        names: bool = True,
+    ) -> None:
+        self.catalog = catalog or EndpointCatalog([])
+        self.model = model or FlowClassifier()
+        self.names = names
+
+    def classify(self, batch: FlowBatch) -> Classified:
+        features = behaviour_features(batch)
+        proba = self.model.predict_proba(features)
+        by_name = np.zeros(len(batch), dtype=bool)
+        if self.names and len(self.catalog) and len(batch):
+            codes = self.catalog.match(batch).label
+            by_name = codes != NONE
+            if by_name.any():
+                if self.model.learned == 0:  # nothing learned yet: the names alone
+                    proba[by_name] = 1.0
+                post = proba[by_name] * catalog_prior(codes[by_name])
+                total = post.sum(axis=1, keepdims=True)
+                proba[by_name] = np.divide(post, total, out=proba[by_name], where=total > 0)
+        label = proba.argmax(axis=1) if len(batch) else np.zeros(0, dtype=np.int64)
+        if len(batch) and self.model.learned == 0:
+            label = np.where(by_name, label, OTHER)
+        best = proba[np.arange(len(batch)), label] if len(batch) else np.zeros(0)
+        return Classified(label, best, by_name, features, qoe(batch))
+
+    def learn(self, features: Array, labels: Array, budget: int | None = None) -> int:
+        return self.model.learn(features, labels, budget)
+
+    def catalog_labels(self, batch: FlowBatch) -> Array:
+        """The class the catalog gives each record with confidence (one-class entries), or -1."""
+        if not len(self.catalog):
+            return np.full(len(batch), NONE, dtype=np.int64)
+        codes = self.catalog.match(batch).label
+        return np.where((codes >= 0) & (codes < FAMILY), codes, NONE)

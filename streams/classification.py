@@ -1,0 +1,212 @@
+"""Classification in the worker: the classifier, what it learns, how it watches itself.
+
+Per batch (``Classification.run``): classify (detectors.classify: behaviour, the catalog prior,
+QoE); count classes; observe the QoE of AI flows per link; then progressive validation and
+learning on the labelled flows of the batch: those the catalog labels with one class. Their
+*behaviour-only* prediction (made before learning them) is compared with the label, so the
+precision/recall/F1 gauges measure the learner, not the names. ``feedback`` does the same for
+operators' labelled flows (topic ``labels.v1``). Learning is bounded by
+``classify.learn_per_batch`` per call.
+
+The error stream of those labelled predictions feeds river's ADWIN; a detected change is a
+``classifier_drift`` event for alerts.v1. The model is saved every ``checkpoint_seconds`` (to
+a compacted topic or to disk) with the river version; ``restore`` refuses a checkpoint of
+another river version, feature list or class list with a clear log line, and the worker
+starts fresh.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from river import drift
+
+from detectors.classes import AI_CLASSES, CLASSES, INDEX
+from detectors.classifier import FlowClassifier
+from detectors.classify import Classified, TrafficClassifier
+from detectors.flows import Array, FlowBatch
+from streams.config import ClassifyConfig, resolve_path
+from streams.endpoints import load_endpoints
+from streams.ingest.decode import BatchDecoder
+from streams.metrics import ClassifierMetrics
+
+log = logging.getLogger(__name__)
+AI = np.array([INDEX[c] for c in AI_CLASSES])
+
+
+class FeedbackDecoder:
+    """Operators' labelled flows: ``{"label": CLASS, "record": FLOW_RECORD}`` per message, the
+    record in any format the worker ingests. A message that is not that is skipped, counted
+    (``inferwatch_classifier_feedback_rejected_total``) and logged with the reason."""
+
+    def __init__(self, metrics: ClassifierMetrics | None = None) -> None:
+        self.decoder = BatchDecoder()
+        self.metrics = metrics
+
+    def _reject(self, reason: str, detail: str) -> None:
+        if self.metrics is not None:
+            self.metrics.feedback_rejected.labels(reason).inc()
+        log.warning("feedback message skipped (%s): %s", reason, detail[:200])
+
+    def decode(self, values: list[bytes]) -> tuple[FlowBatch, Array]:
+        records, labels = [], []
+        for v in values:
+            try:
+                msg = orjson.loads(v)
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                self._reject("not_json", str(exc))
+                continue
+            label = msg.get("label") if isinstance(msg, dict) else None
+            if label not in INDEX or not isinstance(msg.get("record"), dict):
+                self._reject("bad_label" if isinstance(msg, dict) else "not_object", repr(label))
+                continue
+            records.append(orjson.dumps(msg["record"]))
+            labels.append(INDEX[label])
+        if not records:
+            return FlowBatch.empty(), np.zeros(0, dtype=np.int64)
+        res = self.decoder.decode(records, np.full(len(records), time.time()))
+        for r in res.rejects:
+            self._reject("bad_record", f"{r.reason.value}: {r.detail}")
+        return res.batch, np.asarray(labels, dtype=np.int64)[res.index]
+
+
+class Classification:
+    def __init__(
+        self,
+        cfg: ClassifyConfig,
+        metrics: ClassifierMetrics,
+        alert: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.alert = alert
+        self.clock = clock
+        catalog = load_endpoints(resolve_path(cfg.endpoints_file))
+        self.clf = TrafficClassifier(catalog, FlowClassifier(), names=cfg.names)
+        self.recent: collections.deque[tuple[int, int]] = collections.deque(
+            maxlen=cfg.validation_window
+        )
+        self.adwin = drift.ADWIN(delta=cfg.drift_delta)  # type: ignore[no-untyped-call]
+        self.last_checkpoint = clock()
+
+    # -- the work --------------------------------------------------------------------------
+    def run(self, batch: FlowBatch, links: Array) -> Classified:
+        result = self.clf.classify(batch)
+        self._count(result)
+        self._qoe(result, links)
+        labels = self.clf.catalog_labels(batch)
+        self._learn(result, labels, "catalog")
+        return result
+
+    def feedback(self, batch: FlowBatch, labels: Array) -> int:
+        """Learn operators' labelled flows (class indices); return how many were learned."""
+        return self._learn(self.clf.classify(batch), labels, "feedback")
+
+    def _count(self, result: Classified) -> None:
+        for evidence, sel in (("name", result.by_name), ("behaviour", ~result.by_name)):
+            counts = np.bincount(result.label[sel], minlength=len(CLASSES))
+            for k in np.flatnonzero(counts):
+                self.metrics.classified.labels(CLASSES[k], evidence).inc(int(counts[k]))
+
+    def _qoe(self, result: Classified, links: Array) -> None:
+        q = result.qoe
+        ai = np.isin(result.label, AI) & np.isfinite(q["ttft_s"])
+        for i in np.flatnonzero(ai):
+            link, cls = str(links[i]), CLASSES[result.label[i]]
+            self.metrics.ttft.labels(link, cls).observe(float(q["ttft_s"][i]))
+            if np.isfinite(q["tokens_per_s"][i]):
+                self.metrics.token_rate.labels(link, cls).observe(float(q["tokens_per_s"][i]))
+                self.metrics.token_gap.labels(link, cls).observe(float(q["token_gap_s"][i]))
+            if q["stalls"][i] > 0:
+                self.metrics.stalls.labels(link, cls).inc(float(q["stalls"][i]))
+
+    def _learn(self, result: Classified, labels: Array, source: str) -> int:
+        rows = np.flatnonzero(labels >= 0)
+        if rows.size == 0:
+            return 0
+        if self.clf.model.learned:  # progressive validation: predicted before learning
+            predicted = self.clf.model.predict(result.features[rows])[0]
+            self._validate(labels[rows], predicted)
+        learned = self.clf.learn(
+            result.features[rows], labels[rows], budget=self.cfg.learn_per_batch
+        )
+        self.metrics.learned.labels(source).inc(learned)
+        return learned
+
+    def _validate(self, truth: Array, predicted: Array) -> None:
+        for t, p in zip(truth.tolist(), predicted.tolist(), strict=True):
+            self.recent.append((t, p))
+            self.adwin.update(float(t != p))  # type: ignore[no-untyped-call]
+            if self.adwin.drift_detected:
+                self.metrics.drift.inc()
+                log.warning("classifier drift: its error rate changed (now %.3f)", self.error())
+                if self.alert is not None:
+                    self.alert({
+                        "type": "classifier_drift", "time": self.clock(),
+                        "error_rate": self.error(), "window": len(self.recent),
+                    })  # fmt: skip
+        pairs = np.array(self.recent)
+        for k, name in enumerate(CLASSES):
+            tp = np.sum((pairs[:, 0] == k) & (pairs[:, 1] == k))
+            support, predicted_k = np.sum(pairs[:, 0] == k), np.sum(pairs[:, 1] == k)
+            if support == 0 and predicted_k == 0:
+                continue
+            p = tp / predicted_k if predicted_k else 0.0
+            r = tp / support if support else 0.0
+            self.metrics.precision.labels(name).set(p)
+            self.metrics.recall.labels(name).set(r)
+            self.metrics.f1.labels(name).set(2 * p * r / (p + r) if p + r else 0.0)
+
+    def error(self) -> float:
+        return float(np.mean([t != p for t, p in self.recent])) if self.recent else 0.0
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def checkpoint_due(self) -> bool:
+        return (
+            self.cfg.checkpoint != "off"
+            and self.clf.model.learned > 0
+            and self.clock() - self.last_checkpoint >= self.cfg.checkpoint_seconds
+        )
+
+    def dumps(self) -> bytes:
+        self.last_checkpoint = self.clock()
+        return self.clf.model.dumps()
+
+    def save_to_disk(self) -> None:
+        path = resolve_path(self.cfg.checkpoint_path)
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(self.dumps())
+        os.replace(tmp, path)
+        self.metrics.checkpoints.labels("written").inc()
+
+    def restore(self, data: bytes | None, where: str) -> bool:
+        """Resume from a checkpoint; False (and a log line saying why) to start fresh."""
+        if not data:
+            return False
+        try:
+            model = FlowClassifier.loads(data)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint: start fresh
+            log.error("classifier checkpoint in %s refused (%s); starting fresh", where, exc)
+            self.metrics.checkpoints.labels("refused").inc()
+            return False
+        self.clf.model = model
+        self.metrics.checkpoints.labels("restored").inc()
+        log.info("classifier resumed from %s: %d flows learned", where, model.learned)
+        return True
+
+    def restore_from_disk(self) -> bool:
+        path = resolve_path(self.cfg.checkpoint_path)
+        if path is None or not Path(path).exists():
+            return False
+        return self.restore(Path(path).read_bytes(), str(path))

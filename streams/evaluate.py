@@ -1,0 +1,211 @@
+"""``inferwatch eval classify``: a recorded lab dataset through the worker's classifier.
+
+The dataset's probe records (``flows.jsonl``, native format: the records with packet
+summaries) are decoded by the worker's decoder, joined to the ground truth by 5-tuple (records
+of flows the lab did not generate, such as the kernel's IGMP report, are ``other``), ordered
+by export time and replayed in batches, test-then-train: each batch is classified first, then
+learned with its true labels (as operators' labelled feedback would be). ``--train DIR`` first
+learns whole datasets, so the evaluated one can be recorded under conditions the model never
+saw. Reported: the confusion matrix, precision/recall/F1 per class, macro-F1 over the classes
+present and over AI vs the rest, and for streaming AI flows the QoE estimates against the
+source's truth (relative errors of time to first token and tokens per second).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detectors.catalog import EndpointCatalog
+from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
+from detectors.classify import TrafficClassifier
+from detectors.flows import FORMATS, Array, FlowBatch
+from streams.errors import InferwatchError
+from streams.ingest.decode import BatchDecoder
+
+NATIVE = FORMATS.index("native")
+
+
+@dataclass
+class Dataset:
+    name: str
+    batch: FlowBatch  # probe records, in export order
+    labels: Array  # true class index per record
+    truth: list[dict[str, Any] | None]  # the ground-truth line per record (None: not generated)
+
+
+def load_dataset(directory: Path) -> Dataset:
+    flows, truth_file = directory / "flows.jsonl", directory / "truth.jsonl"
+    for f in (flows, truth_file):
+        if not f.exists():
+            raise InferwatchError(
+                f"{directory}: no {f.name} (a dataset of `inferwatch lab record`)"
+            )
+    values = flows.read_bytes().splitlines()
+    decoded = BatchDecoder().decode(values, np.full(len(values), time.time()))
+    batch = decoded.batch.take(decoded.batch.fmt == NATIVE)
+    batch = batch.take(np.argsort(batch.ts_end, kind="stable"))
+    truth = {}
+    for line in truth_file.read_bytes().splitlines():
+        t = orjson.loads(line)
+        truth[(t["client_ip"], t["client_port"], t["server_ip"], t["server_port"], t["proto"])] = t
+    rows: list[dict[str, Any] | None] = []
+    for a, pa, b, pb, proto in zip(
+        batch.src_ip, batch.src_port, batch.dst_ip, batch.dst_port, batch.proto, strict=True
+    ):
+        key = (a, int(pa), b, int(pb), int(proto))
+        rows.append(truth.get(key) or truth.get((b, int(pb), a, int(pa), int(proto))))
+    labels = np.array([INDEX[t["class"]] if t else OTHER for t in rows], dtype=np.int64)
+    if not len(batch):
+        raise InferwatchError(f"{directory}: no probe records in flows.jsonl")
+    return Dataset(directory.name, batch, labels, rows)
+
+
+@dataclass
+class Report:
+    dataset: str
+    names: bool
+    trained_on: list[str]
+    flows: int = 0
+    confusion: Array = field(default_factory=lambda: np.zeros((len(CLASSES),) * 2, dtype=np.int64))
+    ttft_errors: list[float] = field(default_factory=list)
+    rate_errors: list[float] = field(default_factory=list)
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for i, name in enumerate(CLASSES):
+            tp = self.confusion[i, i]
+            support = self.confusion[i].sum()
+            predicted = self.confusion[:, i].sum()
+            if support == 0 and predicted == 0:
+                continue
+            p = tp / predicted if predicted else 0.0
+            r = tp / support if support else 0.0
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            out[name] = {"precision": p, "recall": r, "f1": f1, "support": int(support)}
+        return out
+
+    def macro_f1(self) -> float:
+        present = [v["f1"] for v in self.per_class().values() if v["support"] > 0]
+        return float(np.mean(present)) if present else 0.0
+
+    def ai_vs_rest_f1(self) -> float:
+        ai = np.array([c in AI_CLASSES for c in CLASSES])
+        cm = self.confusion
+        tp, fn = cm[np.ix_(ai, ai)].sum(), cm[np.ix_(ai, ~ai)].sum()
+        fp, tn = cm[np.ix_(~ai, ai)].sum(), cm[np.ix_(~ai, ~ai)].sum()
+        f_ai = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        f_rest = 2 * tn / (2 * tn + fn + fp) if tn else 0.0
+        return float((f_ai + f_rest) / 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        def med(v: list[float]) -> float | None:
+            return float(np.median(np.abs(v))) if v else None
+
+        return {
+            "dataset": self.dataset, "names": self.names, "trained_on": self.trained_on,
+            "flows": self.flows, "macro_f1": self.macro_f1(),
+            "ai_vs_rest_macro_f1": self.ai_vs_rest_f1(), "per_class": self.per_class(),
+            "confusion": {"classes": list(CLASSES), "rows_true_cols_predicted":
+                          self.confusion.tolist()},
+            "qoe": {"streams": len(self.ttft_errors),
+                    "ttft_median_abs_rel_error": med(self.ttft_errors),
+                    "tokens_per_s_median_abs_rel_error": med(self.rate_errors)},
+        }  # fmt: skip
+
+    def text(self) -> str:
+        d = self.as_dict()
+        short = [c.replace("ai-", "").replace("realtime-media", "rt-media")[:9] for c in CLASSES]
+        lines = [
+            f"dataset {self.dataset}: {self.flows} flows, names {'on' if self.names else 'off'}"
+            + (f", trained first on {', '.join(self.trained_on)}" if self.trained_on else ""),
+            "",
+            "confusion (rows: true, columns: predicted)",
+            " " * 16 + " ".join(f"{s:>9}" for s in short),
+        ]
+        for i, name in enumerate(CLASSES):
+            if self.confusion[i].sum() or self.confusion[:, i].sum():
+                lines.append(f"{name:<16}" + " ".join(f"{v:>9}" for v in self.confusion[i]))
+        lines += ["", f"{'class':<16}{'precision':>10}{'recall':>8}{'F1':>7}{'flows':>7}"]
+        for name, v in d["per_class"].items():
+            lines.append(
+                f"{name:<16}{v['precision']:>10.3f}{v['recall']:>8.3f}{v['f1']:>7.3f}"
+                f"{v['support']:>7}"
+            )
+        lines += [
+            "",
+            f"macro-F1 (classes present): {d['macro_f1']:.3f}",
+            f"macro-F1 (AI vs the rest):  {d['ai_vs_rest_macro_f1']:.3f}",
+        ]
+        q = d["qoe"]
+        if q["streams"]:
+            lines.append(
+                f"QoE on {q['streams']} streaming AI flows: time to first token median |error| "
+                f"{100 * q['ttft_median_abs_rel_error']:.1f} %, tokens/s median |error| "
+                + (
+                    f"{100 * q['tokens_per_s_median_abs_rel_error']:.1f} %"
+                    if q["tokens_per_s_median_abs_rel_error"] is not None
+                    else "n/a"
+                )
+            )
+        return "\n".join(lines)
+
+
+def _truth_rate(request: dict[str, Any]) -> float | None:
+    """Tokens per second from the first token to the last, as the client saw them."""
+    times = [float(t) for t in request.get("token_times_s") or []]
+    if len(times) < 3 or times[-1] <= times[0]:
+        return None
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def evaluate(
+    dataset: Dataset,
+    clf: TrafficClassifier,
+    batch_size: int = 20,
+    learn: bool = True,
+    trained_on: Sequence[str] = (),
+) -> Report:
+    report = Report(dataset.name, clf.names, list(trained_on))
+    n = len(dataset.batch)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        part = dataset.batch.take(idx)
+        result = clf.classify(part)
+        np.add.at(report.confusion, (dataset.labels[idx], result.label), 1)
+        for j, i in enumerate(idx):
+            t = dataset.truth[i]
+            if t and t["class"] == "ai-chat-stream" and t.get("requests"):
+                req = t["requests"][0]
+                est_ttft, est_rate = result.qoe["ttft_s"][j], result.qoe["tokens_per_s"][j]
+                if req.get("ttft_s") and np.isfinite(est_ttft):
+                    report.ttft_errors.append(est_ttft / req["ttft_s"] - 1)
+                true_rate = _truth_rate(req)
+                if true_rate and np.isfinite(est_rate):
+                    report.rate_errors.append(est_rate / true_rate - 1)
+        if learn:
+            clf.learn(result.features, dataset.labels[idx])
+    report.flows = n
+    return report
+
+
+def train(clf: TrafficClassifier, datasets: Sequence[Dataset]) -> None:
+    for d in datasets:
+        clf.learn(clf.classify(d.batch).features, d.labels)
+
+
+def run_eval(
+    dataset: Path, train_dirs: Sequence[Path], names: bool, catalog: EndpointCatalog,
+    batch_size: int = 20, seed: int = 42,
+) -> Report:  # fmt: skip
+    from detectors.classifier import FlowClassifier
+
+    clf = TrafficClassifier(catalog, FlowClassifier(seed=seed), names=names)
+    train(clf, [load_dataset(d) for d in train_dirs])
+    return evaluate(load_dataset(dataset), clf, batch_size, trained_on=[d.name for d in train_dirs])

@@ -1,0 +1,76 @@
+"""``inferwatch classify --pcap FILE``: a capture through the probe and the worker's classifier.
+
+The capture is metered by the probe's own code (``streams.probe.meter`` and ``to_record``),
+the records are read by the worker's decoder, and classified by ``TrafficClassifier`` with a
+model from a checkpoint or learned from recorded datasets first: the same code as the worker,
+without Kafka. One JSON object per flow: the 5-tuple, the server name, the class and its
+probability, whether a name prior applied, and the QoE estimates (null where they do not
+apply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detectors.catalog import EndpointCatalog
+from detectors.classes import AI_CLASSES, CLASSES
+from detectors.classifier import FlowClassifier
+from detectors.classify import TrafficClassifier
+from streams.errors import InferwatchError
+from streams.evaluate import load_dataset, train
+from streams.ingest.decode import BatchDecoder
+from streams.probe import ProbeOptions, meter, to_record
+
+CHUNK = 1000
+
+
+def build_classifier(
+    catalog: EndpointCatalog, names: bool, model: Path | None, train_dirs: Sequence[Path]
+) -> TrafficClassifier:
+    if model is not None:
+        try:
+            flow_model = FlowClassifier.loads(model.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise InferwatchError(f"{model}: cannot use this checkpoint: {exc}") from exc
+    else:
+        flow_model = FlowClassifier()
+    clf = TrafficClassifier(catalog, flow_model, names=names)
+    train(clf, [load_dataset(d) for d in train_dirs])
+    return clf
+
+
+def _num(v: float) -> float | None:
+    return round(float(v), 4) if np.isfinite(v) else None
+
+
+def classify_pcap(pcap: Path, clf: TrafficClassifier) -> Iterator[dict[str, Any]]:
+    opts = ProbeOptions(str(pcap), exporter="classify")
+    decoder = BatchDecoder()
+    records = (to_record(flow, opts) for flow in meter(opts))
+    while True:
+        chunk = [r for _, r in zip(range(CHUNK), records, strict=False)]
+        if not chunk:
+            return
+        # a capture's flows are "appended" when they end (old captures are not stale data)
+        appended = np.array([r["ts_end"] for r in chunk], dtype=np.float64)
+        res = decoder.decode([orjson.dumps(r) for r in chunk], appended)
+        for r in res.rejects:
+            raise InferwatchError(f"{pcap}: a flow record was refused: {r.reason.value} {r.detail}")
+        b = res.batch
+        out = clf.classify(b)
+        q = out.qoe
+        for i in range(len(b)):
+            ai = CLASSES[out.label[i]] in AI_CLASSES  # QoE estimates are for AI flows only
+            yield {
+                "src_ip": b.src_ip[i], "src_port": int(b.src_port[i]),
+                "dst_ip": b.dst_ip[i], "dst_port": int(b.dst_port[i]), "proto": int(b.proto[i]),
+                "server_name": b.server_name[i], "class": CLASSES[out.label[i]],
+                "probability": round(float(out.proba[i]), 4), "by_name": bool(out.by_name[i]),
+                **{k: _num(q[k][i]) if ai else None
+                   for k in ("ttft_s", "tokens_per_s", "token_gap_s", "stalls")},
+            }  # fmt: skip

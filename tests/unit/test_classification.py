@@ -1,0 +1,107 @@
+"""Endpoint catalog, the catalog prior, behaviour features and QoE on the recorded lab data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors.behaviour import FEATURES, behaviour_features, qoe
+from detectors.catalog import FAMILY, NONE, Endpoint, EndpointCatalog
+from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
+from detectors.classify import TrafficClassifier, catalog_prior
+from detectors.flows import FlowBatch
+from streams.endpoints import DEFAULT_ENDPOINTS_PATH, catalog_from_dict, load_endpoints
+from streams.errors import ConfigError
+from streams.evaluate import evaluate, load_dataset
+
+RECORDINGS = Path(__file__).parents[2] / "lab" / "recordings"
+
+
+def test_the_shipped_catalog_loads_and_knows_the_providers():
+    cat = load_endpoints(DEFAULT_ENDPOINTS_PATH)
+    names = ["api.openai.com", "eastus.openai.azure.com", "bedrock-runtime.us-east-1.amazonaws.com",
+             "r4---sn-4g5e6nsz.googlevideo.com", "example.org"]  # fmt: skip
+    labels = [
+        cat.label_name(cat.labels[i]) if i != NONE else None for i in map(cat.match_name, names)
+    ]
+    assert labels == ["ai", "ai", "ai", "video", None]
+
+
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [({"a": {"label": "ai", "names": ["Bad..Name"]}}, "bad name pattern"),
+     ({"a": {"label": "ai", "prefixes": ["10.0.0.1/8"]}}, "bad prefix"),
+     ({"a": {"label": "ai", "names": ["x.com"]}, "b": {"label": "video", "names": ["x.com"]}},
+      "listed by a and b"),
+     ({"a": {"label": "ai", "nmes": ["x.com"]}}, "Extra inputs"),
+     ({"a b": {"label": "ai"}}, "provider ids")],
+)  # fmt: skip
+def test_a_bad_catalog_is_refused_with_the_reason(providers, message):
+    with pytest.raises(ConfigError, match=message):
+        catalog_from_dict({"version": 1, "providers": providers})
+
+
+def test_exact_names_beat_patterns_and_names_beat_prefixes():
+    cat = EndpointCatalog([
+        Endpoint("web", "web", ("*.lab.example",), ("10.0.0.0/8",)),
+        Endpoint("dl", "bulk", ("download.lab.example",)),
+        Endpoint("cdn", "video", (), ("10.1.0.0/16",)),
+    ])  # fmt: skip
+    b = FlowBatch.from_columns(
+        server_name=["download.lab.example", "www.lab.example", None, None],
+        dst_ip=["10.1.2.3", "10.1.2.3", "10.1.2.3", "10.9.9.9"],
+    )
+    m = cat.match(b)
+    assert [CLASSES[c] for c in m.label] == ["bulk", "web", "video", "web"]
+    assert m.by_name.tolist() == [True, True, False, False]
+
+
+def test_the_prior_spreads_ai_over_the_ai_classes():
+    prior = catalog_prior(np.array([INDEX["video"], FAMILY, NONE]))
+    assert prior.sum(axis=1) == pytest.approx([1, 1, 1])
+    assert prior[0].argmax() == INDEX["video"] and prior[0].max() == pytest.approx(0.9)
+    ai = [INDEX[c] for c in AI_CLASSES]
+    assert prior[1, ai] == pytest.approx([0.9 / 4] * 4)
+    assert len(set(prior[2].round(9))) == 1
+
+
+def test_before_learning_names_decide_and_unnamed_flows_are_other():
+    cat = EndpointCatalog([Endpoint("yt", "video", ("*.googlevideo.com",))])
+    b = FlowBatch.from_columns(server_name=["rr1.googlevideo.com", None])
+    out = TrafficClassifier(cat).classify(b)
+    assert [CLASSES[c] for c in out.label] == ["video", "other"]
+    off = TrafficClassifier(cat, names=False).classify(b)
+    assert off.label.tolist() == [OTHER, OTHER]
+
+
+def test_features_and_qoe_on_the_recording():
+    d = load_dataset(RECORDINGS / "e2e")
+    x = behaviour_features(d.batch)
+    assert x.shape == (len(d.batch), len(FEATURES)) and np.isfinite(x).all()
+    q = qoe(d.batch)
+    chat = [i for i, t in enumerate(d.truth) if t and t["class"] == "ai-chat-stream"]
+    assert len(chat) == 4
+    for i in chat:
+        want = d.truth[i]["requests"][0]["ttft_s"]
+        assert q["ttft_s"][i] == pytest.approx(want, rel=0.1)
+        times = d.truth[i]["requests"][0]["token_times_s"]
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        assert q["tokens_per_s"][i] == pytest.approx(rate, rel=0.15)
+    api = [i for i, t in enumerate(d.truth) if t and t["class"] == "ai-api"]
+    for i in api:  # one response after the whole generation: the pause is the generation
+        assert q["ttft_s"][i] == pytest.approx(d.truth[i]["requests"][0]["ttft_s"], rel=0.1)
+
+
+def test_test_then_train_learns_one_recording_from_the_other():
+    clf = TrafficClassifier(names=False)
+    first = load_dataset(RECORDINGS / "e2e")
+    for _ in range(20):  # a small dataset, seen many times
+        clf.learn(clf.classify(first.batch).features, first.labels)
+    started = time.perf_counter()
+    report = evaluate(load_dataset(RECORDINGS / "e2e-nosni"), clf, learn=False)
+    assert time.perf_counter() - started < 30
+    assert report.flows == 15
+    assert report.ai_vs_rest_f1() > 0.8  # the same sessions, other packets: mostly recognised

@@ -1,0 +1,69 @@
+"""The classifier's numpy copy of river's forest predicts what river predicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.behaviour import FEATURES
+from detectors.classes import CLASSES, INDEX, OTHER
+from detectors.classifier import FlowClassifier
+
+
+def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n, len(FEATURES)))
+    feats[rng.random(feats.shape) < 0.05] = -1.0  # the "missing" marker behaviour_features uses
+    return feats, rule(feats)
+
+
+def rule(feats: np.ndarray) -> np.ndarray:
+    inner = np.where(feats[:, 3] > 0, INDEX["ai-api"], INDEX["web"])
+    return np.where(feats[:, 0] > 0.5, INDEX["video"], inner)
+
+
+def test_untrained_says_other():
+    best, p = FlowClassifier().predict(np.zeros((3, len(FEATURES))))
+    assert best.tolist() == [OTHER] * 3 and p.tolist() == [1.0] * 3
+
+
+def test_batch_prediction_equals_rivers_own():
+    feats, y = synthetic(3000, 1)
+    clf = FlowClassifier(n_models=5, seed=3)
+    clf.learn(feats, y)
+    assert sum(t._root is not None and hasattr(t._root, "children") for t in clf.model) >= 3
+    probe, _ = synthetic(500, 2)
+    ours = clf.predict_proba(probe)
+    for row, mine in zip(probe, ours, strict=True):
+        theirs = clf.model.predict_proba_one(dict(zip(FEATURES, row.tolist(), strict=True)))
+        want = np.array([theirs.get(c, 0.0) for c in CLASSES])
+        assert mine == pytest.approx(want, abs=1e-9)
+    best, _ = clf.predict(probe)
+    assert (best == rule(probe)).mean() > 0.85  # it learned the rule, too
+
+
+def test_learning_budget_takes_the_rarest_class_first():
+    feats, _ = synthetic(100, 4)
+    y = np.full(100, INDEX["bulk"])
+    y[[7, 50]] = INDEX["ai-realtime"]
+    clf = FlowClassifier(n_models=2)
+    assert clf.learn(feats, y, budget=5) == 5
+    seen = {c for t in clf.model for c in (t._root.stats if t._root is not None else {})}
+    assert "ai-realtime" in seen
+
+
+def test_checkpoint_round_trip_and_refusal():
+    feats, y = synthetic(800, 5)
+    clf = FlowClassifier(n_models=3)
+    clf.learn(feats, y)
+    again = FlowClassifier.loads(clf.dumps())
+    assert again.learned == 800
+    assert np.array_equal(again.predict_proba(feats[:50]), clf.predict_proba(feats[:50]))
+    import pickle
+
+    state = pickle.loads(clf.dumps())
+    state["river"] = "0.0.1"
+    with pytest.raises(ValueError, match=r"river '0\.0\.1' differs"):
+        FlowClassifier.loads(pickle.dumps(state))
+    with pytest.raises(ValueError, match="not an inferwatch classifier checkpoint"):
+        FlowClassifier.loads(pickle.dumps({"x": 1}))
