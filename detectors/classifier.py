@@ -176,7 +176,10 @@ class FlowClassifier:
     def loads(cls, data: bytes) -> FlowClassifier:
         """Restore a checkpoint; ValueError when it was written for another river version,
         feature list or class list (it cannot be trusted then)."""
-        state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic/disk
+        try:
+            state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic/disk
+        except Exception as exc:
+            raise ValueError(f"not an inferwatch classifier checkpoint ({exc})") from exc
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not an inferwatch classifier checkpoint")
         checks = {

@@ -258,7 +258,9 @@ def _names(suffix: str) -> dict[str, str]:
     return {k: f"bench-{suffix}.{v}" for k, v in topics.items()}
 
 
-def _start_worker(broker: str, suffix: str, names: dict[str, str]) -> _Worker:
+def _start_worker(
+    broker: str, suffix: str, names: dict[str, str], extra: dict[str, str] | None = None
+) -> _Worker:
     """A worker process on private topics and groups, its log in a temporary folder."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")}
@@ -275,6 +277,9 @@ def _start_worker(broker: str, suffix: str, names: dict[str, str]) -> _Worker:
             "INFERWATCH_KAFKA__APP_ID": f"bench-{suffix}",
             "INFERWATCH_WORKER__STATE_DIR": str(work / "state"),
             "INFERWATCH_LOG_LEVEL": "warning",
+            "INFERWATCH_CLASSIFY__FEEDBACK_TOPIC": f"bench-{suffix}.labels.v1",
+            "INFERWATCH_CLASSIFY__CHECKPOINT": "off",
+            **(extra or {}),
         }
     )
     log = (work / "worker.log").open("wb")
@@ -429,4 +434,42 @@ def soak_summary(samples: list[dict[str, Any]], rate: float) -> dict[str, Any]:
         "rss_slope_mb_per_minute_second_half": round(slope, 3),
         "lag_max_records": max((s["lag_records"] for s in samples), default=0),
         "latency_p99_max_seconds": max(p99, default=None),
+    }
+
+
+def run_classify_cost(plan: Plan) -> dict[str, Any]:
+    """The worker's throughput with classification off and on, on the same records, one run.
+
+    Records are produced once; two workers (each its own groups and flows topic) read them
+    one after the other, first without classification, then with it (the default).
+    """
+    suffix = uuid.uuid4().hex[:8]
+    names = _names(suffix)
+    now = time.time()
+    asyncio.run(_create_topics(plan.broker, names))
+    asyncio.run(produce(plan.broker, names["raw"], make_records(plan, now)))
+    rates: dict[str, float] = {}
+    for mode in ("off", "on"):
+        run_names = {**names, **{k: f"{v}.{mode}" for k, v in names.items() if k != "raw"}}
+        worker = _start_worker(
+            plan.broker, f"{suffix}-{mode}", run_names,
+            {"INFERWATCH_CLASSIFY__ENABLED": "true" if mode == "on" else "false"},
+        )  # fmt: skip
+        try:
+            first, _ = _wait(worker.port, "inferwatch_flow_records_total", 1, worker.proc, 120)
+            _, last = _wait(
+                worker.port, "inferwatch_analysed_records_total", plan.records, worker.proc, 900
+            )
+            rates[mode] = plan.records / max(last - first, 1e-9)
+        finally:
+            worker.stop()
+    return {
+        "benchmark": "classify-cost",
+        "records": plan.records,
+        "mix": ",".join(f"{k}:{v}" for k, v in plan.mix.items()),
+        "worker_records_per_s_classify_off": round(rates["off"]),
+        "worker_records_per_s_classify_on": round(rates["on"]),
+        "classification_cost": round(1 - rates["on"] / rates["off"], 3),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
     }

@@ -39,7 +39,9 @@ from streams.ingest.decode import BatchDecoder
 from streams.metrics import ClassifierMetrics
 
 log = logging.getLogger(__name__)
-AI = np.array([INDEX[c] for c in AI_CLASSES])
+# request/answer classes: a time to first token means something (realtime sessions stream
+# both ways all the time; their QoE is not a first-token wait)
+ASKED = np.array([INDEX[c] for c in AI_CLASSES if c != "ai-realtime"])
 
 
 class FeedbackDecoder:
@@ -119,7 +121,7 @@ class Classification:
 
     def _qoe(self, result: Classified, links: Array) -> None:
         q = result.qoe
-        ai = np.isin(result.label, AI) & np.isfinite(q["ttft_s"])
+        ai = np.isin(result.label, ASKED) & np.isfinite(q["ttft_s"])
         for i in np.flatnonzero(ai):
             link, cls = str(links[i]), CLASSES[result.label[i]]
             self.metrics.ttft.labels(link, cls).observe(float(q["ttft_s"][i]))

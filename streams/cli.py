@@ -56,10 +56,12 @@ def worker(
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 def check_config(file: Path) -> None:
-    """Validate a configuration FILE and its link catalog (INFERWATCH_* applied); print it."""
+    """Validate a configuration FILE, its link catalog and its endpoint catalog (INFERWATCH_*
+    applied); print the configuration."""
     import yaml
 
     from streams.config import resolve_path
+    from streams.endpoints import load_endpoints
     from streams.links import LinkCatalog
 
     cfg = _load(file)
@@ -68,8 +70,17 @@ def check_config(file: Path) -> None:
         catalog = LinkCatalog.load(links_file)
     except ConfigError as exc:
         raise click.ClickException(f"invalid link catalog: {exc}") from exc
+    endpoints_file = resolve_path(cfg.classify.endpoints_file)
+    try:
+        endpoints = load_endpoints(endpoints_file)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid endpoint catalog {endpoints_file}: {exc}") from exc
     click.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).rstrip())
-    click.echo(f"# {file}: valid; link catalog {links_file}: {len(catalog.links)} links", err=True)
+    click.echo(
+        f"# {file}: valid; link catalog {links_file}: {len(catalog.links)} links; "
+        f"endpoint catalog {endpoints_file}: {len(endpoints)} providers",
+        err=True,
+    )
 
 
 @main.command()
@@ -383,6 +394,10 @@ def bench() -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), help="Also append the JSON line here."
 )
+@click.option(
+    "--classify-cost", is_flag=True,
+    help="Instead: the worker's rate with classification off, then on, on the same records.",
+)  # fmt: skip
 def bench_pipeline(
     broker: str,
     records: int,
@@ -391,17 +406,18 @@ def bench_pipeline(
     latency_seconds: float,
     latency_rate: float,
     out: Path | None,
+    classify_cost: bool,
 ) -> None:
     """Produce N records, time a bare aiokafka consumer and a worker on them; print JSON."""
     import orjson
 
-    from streams.bench import Plan, parse_mix, run
+    from streams.bench import Plan, parse_mix, run, run_classify_cost
 
     try:
         plan = Plan(broker, records, parse_mix(mix), distinct, latency_seconds, latency_rate)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    result = run(plan)
+    result = run_classify_cost(plan) if classify_cost else run(plan)
     line = orjson.dumps(result).decode()
     click.echo(line)
     if out is not None:

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from streams.errors import ConfigError
 
@@ -143,6 +151,11 @@ class ClassifyConfig(_Section):
     checkpoint_seconds: float = Field(60.0, gt=0)
     validation_window: int = Field(1000, ge=10, description="labelled predictions per P/R/F1")
     drift_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence on the errors")
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML (and so INFERWATCH_*) reads a bare off as false
 
 
 class WorkerConfig(_Section):

@@ -65,7 +65,8 @@ def classify_pcap(pcap: Path, clf: TrafficClassifier) -> Iterator[dict[str, Any]
         out = clf.classify(b)
         q = out.qoe
         for i in range(len(b)):
-            ai = CLASSES[out.label[i]] in AI_CLASSES  # QoE estimates are for AI flows only
+            # QoE estimates are for request/answer AI flows only (see streams/classification.py)
+            ai = CLASSES[out.label[i]] in AI_CLASSES and CLASSES[out.label[i]] != "ai-realtime"
             yield {
                 "src_ip": b.src_ip[i], "src_port": int(b.src_port[i]),
                 "dst_ip": b.dst_ip[i], "dst_port": int(b.dst_port[i]), "proto": int(b.proto[i]),

@@ -105,3 +105,45 @@ def test_test_then_train_learns_one_recording_from_the_other():
     assert time.perf_counter() - started < 30
     assert report.flows == 15
     assert report.ai_vs_rest_f1() > 0.8  # the same sessions, other packets: mostly recognised
+
+
+def test_check_config_refuses_a_bad_endpoint_catalog(tmp_path):
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    bad = tmp_path / "endpoints.yaml"
+    bad.write_text("version: 1\nproviders:\n  x: {label: chat, names: [a.b]}\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"classify:\n  endpoints_file: {bad}\n")
+    res = CliRunner().invoke(main, ["check-config", str(cfg)])
+    assert res.exit_code == 1
+    assert "invalid endpoint catalog" in res.output and "unknown label 'chat'" in res.output
+
+
+def test_classify_a_capture_offline_with_a_saved_model(tmp_path):
+    import orjson
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    model = tmp_path / "model.ckpt"
+    pcap = RECORDINGS / "e2e-nosni" / "lab.pcap"
+    res = CliRunner().invoke(
+        main, ["classify", "--pcap", str(pcap), "--names", "off",
+               *["--train", str(RECORDINGS / "e2e")] * 6, "--save-model", str(model)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = [orjson.loads(line) for line in res.output.splitlines()]
+    assert len(rows) >= 15 and model.stat().st_size > 0
+    assert {r["class"] for r in rows} & {"ai-chat-stream", "ai-api", "ai-agentic"}
+    chat = [r for r in rows if r["class"] == "ai-chat-stream"]
+    assert chat and all(r["ttft_s"] for r in chat)
+    assert sum(r["tokens_per_s"] is not None for r in chat) >= 3  # the e2e mix has 4 streams
+    assert all(r["ttft_s"] is None for r in rows if r["class"] in ("web", "video", "bulk"))
+    again = CliRunner().invoke(main, ["classify", "--pcap", str(pcap), "--model", str(model)])
+    assert again.exit_code == 0 and len(again.output.splitlines()) == len(rows)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    refused = CliRunner().invoke(main, ["classify", "--pcap", str(pcap), "--model", str(bad)])
+    assert refused.exit_code == 1 and "cannot use this checkpoint" in refused.output
