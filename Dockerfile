@@ -7,6 +7,9 @@ COPY streams ./streams
 COPY detectors ./detectors
 COPY config ./config
 COPY lab/samples ./lab/samples
+COPY lab/recordings/eval-a-3m ./lab/recordings/eval-a-3m
+COPY lab/recordings/eval-b-3m ./lab/recordings/eval-b-3m
+COPY lab/recordings/eval-c-3m ./lab/recordings/eval-c-3m
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 inferwatch \
     && mkdir -p /var/lib/inferwatch && chown inferwatch /var/lib/inferwatch
 USER inferwatch

@@ -136,13 +136,19 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     @app.task  # type: ignore[untyped-decorator]
     async def resume_model() -> None:
         """Load the classifier's last checkpoint before the first batch is analysed."""
+        if classification is None:
+            model_ready.set()
+            return
+        restored = False
         try:
-            if classification is not None and cfg.classify.checkpoint == "disk":
-                classification.restore_from_disk()
-            elif classification is not None and cfg.classify.checkpoint == "kafka":
+            if cfg.classify.checkpoint == "disk":
+                restored = classification.restore_from_disk()
+            elif cfg.classify.checkpoint == "kafka":
                 topic = cfg.classify.checkpoint_topic
                 data = await read_latest(cfg, topic, k.app_id.encode())
-                classification.restore(data, topic)
+                restored = classification.restore(data, topic)
+            if not restored:
+                classification.bootstrap()
         except Exception:  # the worker runs without its old model rather than not at all
             log.exception("could not read the classifier checkpoint; starting fresh")
         finally:

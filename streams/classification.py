@@ -35,6 +35,7 @@ from detectors.classify import Classified, TrafficClassifier
 from detectors.flows import Array, FlowBatch
 from streams.config import ClassifyConfig, resolve_path
 from streams.endpoints import load_endpoints
+from streams.errors import InferwatchError
 from streams.ingest.decode import BatchDecoder
 from streams.metrics import ClassifierMetrics
 
@@ -206,6 +207,28 @@ class Classification:
         self.metrics.checkpoints.labels("restored").inc()
         log.info("classifier resumed from %s: %d flows learned", where, model.learned)
         return True
+
+    def bootstrap(self) -> int:
+        """Learn the configured labelled datasets (when no checkpoint was restored); return
+        how many flows were learned. A dataset that cannot be read is logged and skipped."""
+        from streams.evaluate import load_dataset
+
+        before = self.clf.model.learned
+        for name in self.cfg.bootstrap:
+            path = resolve_path(name)
+            assert path is not None
+            try:
+                data = load_dataset(path)
+            except InferwatchError as exc:
+                log.error("classifier bootstrap: skipping %s: %s", name, exc)
+                continue
+            known = data.labels >= 0
+            self.clf.learn(self.clf.classify(data.batch).features[known], data.labels[known])
+        learned = self.clf.model.learned - before
+        if learned:
+            self.metrics.learned.labels("bootstrap").inc(learned)
+            log.info("classifier bootstrapped from %d labelled flows", learned)
+        return learned
 
     def restore_from_disk(self) -> bool:
         path = resolve_path(self.cfg.checkpoint_path)

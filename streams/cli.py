@@ -274,7 +274,8 @@ def lab_sweep() -> None:
 @click.option("--names", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="off: behaviour only, the endpoint catalog is ignored.")  # fmt: skip
 @click.option("--model", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="A classifier checkpoint (--save-model, or the worker's on disk).")  # fmt: skip
+              help="A classifier checkpoint (--save-model, or the worker's on disk). "
+                   "Without it or --train: the worker's bootstrap datasets.")  # fmt: skip
 @click.option("--train", "train_dirs", multiple=True,
               type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Learn these recorded datasets first (repeatable).")  # fmt: skip

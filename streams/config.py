@@ -149,6 +149,10 @@ class ClassifyConfig(_Section):
     checkpoint_topic: str = "classifier.v1"
     checkpoint_path: str = ".cache/state/classifier.ckpt"
     checkpoint_seconds: float = Field(60.0, gt=0)
+    bootstrap: list[str] = Field(
+        default_factory=lambda: [f"lab/recordings/eval-{x}-3m" for x in "abc"],
+        description="labelled datasets learned at start when there is no checkpoint",
+    )
     validation_window: int = Field(1000, ge=10, description="labelled predictions per P/R/F1")
     drift_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence on the errors")
 

@@ -278,7 +278,7 @@ class ClassifierMetrics:
         )
         self.learned = Counter(
             "inferwatch_classifier_learned_flows",
-            "Labelled flows the classifier learned, per label source.",
+            "Labelled flows the classifier learned, per source (catalog, feedback, bootstrap).",
             ["source"],
             registry=registry,
         )

@@ -21,12 +21,14 @@ from detectors.catalog import EndpointCatalog
 from detectors.classes import AI_CLASSES, CLASSES
 from detectors.classifier import FlowClassifier
 from detectors.classify import TrafficClassifier
+from streams.config import ClassifyConfig, resolve_path
 from streams.errors import InferwatchError
 from streams.evaluate import load_dataset, train
 from streams.ingest.decode import BatchDecoder
 from streams.probe import ProbeOptions, meter, to_record
 
 CHUNK = 1000
+BOOTSTRAP = ClassifyConfig().bootstrap
 
 
 def build_classifier(
@@ -40,6 +42,8 @@ def build_classifier(
     else:
         flow_model = FlowClassifier()
     clf = TrafficClassifier(catalog, flow_model, names=names)
+    if model is None and not train_dirs:  # the worker's bootstrap datasets
+        train_dirs = [p for p in (resolve_path(d) for d in BOOTSTRAP) if p is not None]
     train(clf, [load_dataset(d) for d in train_dirs])
     return clf
 

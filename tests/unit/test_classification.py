@@ -147,3 +147,18 @@ def test_classify_a_capture_offline_with_a_saved_model(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     refused = CliRunner().invoke(main, ["classify", "--pcap", str(pcap), "--model", str(bad)])
     assert refused.exit_code == 1 and "cannot use this checkpoint" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("train_on", "test_on"), [("eval-a-3m", "eval-b-3m"), ("eval-b-3m", "eval-c-3m")]
+)
+def test_behaviour_only_targets_on_a_link_the_model_did_not_learn_on(train_on, test_on):
+    from streams.evaluate import run_eval
+
+    report = run_eval(RECORDINGS / test_on, [RECORDINGS / train_on], False, EndpointCatalog([]))
+    d = report.as_dict()
+    assert report.flows >= 120  # a flow split by the probe's idle timeout counts twice
+    assert d["macro_f1"] >= 0.90 and d["ai_vs_rest_macro_f1"] >= 0.95, report.text()
+    assert d["qoe"]["streams"] >= 30
+    assert d["qoe"]["ttft_median_abs_rel_error"] <= 0.15
+    assert d["qoe"]["tokens_per_s_median_abs_rel_error"] <= 0.15
