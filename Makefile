@@ -27,9 +27,10 @@ setup: $(VENV)/.installed kafka-fetch
 kafka-fetch:
 	@$(KAFKA) fetch
 
-# The traffic lab's Debian packages (softflowd, pmacct, iproute2, openssl), when missing.
+# Debian packages of the lab and the alerting tests (softflowd, pmacct, iproute2, openssl,
+# prometheus with promtool, prometheus-alertmanager), when missing.
 lab-setup:
-	@services/lab/install.sh
+	@services/debian/install.sh
 
 # With BROKER=HOST:PORT, `make run` uses that broker instead of starting a local one.
 run: setup

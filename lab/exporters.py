@@ -38,7 +38,7 @@ def check_exporters() -> None:
     if missing:
         raise LabError(
             f"missing: {', '.join(missing)} (Debian packages softflowd and pmacct; "
-            "services/lab/install.sh installs them)"
+            "services/debian/install.sh installs them)"
         )
 
 

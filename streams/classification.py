@@ -148,14 +148,20 @@ class Classification:
     def _validate(self, truth: Array, predicted: Array) -> None:
         for t, p in zip(truth.tolist(), predicted.tolist(), strict=True):
             self.recent.append((t, p))
+            before = self.adwin.estimation
             self.adwin.update(float(t != p))  # type: ignore[no-untyped-call]
-            if self.adwin.drift_detected:
+            # ADWIN finds changes either way; only a rise of the error rate is drift to report
+            if self.adwin.drift_detected and self.adwin.estimation > before:
                 self.metrics.drift.inc()
-                log.warning("classifier drift: its error rate changed (now %.3f)", self.error())
+                log.warning(
+                    "classifier drift: its error rate rose from %.3f to %.3f",
+                    before, self.adwin.estimation,
+                )  # fmt: skip
                 if self.alert is not None:
                     self.alert({
                         "type": "classifier_drift", "time": self.clock(),
-                        "error_rate": self.error(), "window": len(self.recent),
+                        "error_rate": self.adwin.estimation, "error_rate_before": before,
+                        "window": len(self.recent),
                     })  # fmt: skip
         pairs = np.array(self.recent)
         for k, name in enumerate(CLASSES):

@@ -61,4 +61,8 @@ def test_mixed_scenario_reaches_the_worker_through_both_paths_with_ground_truth(
         pmacct
     )
     assert worker.total("inferwatch_flow_records_total", outcome="invalid") == 0
+    # every record classified; the streaming chats' QoE estimated on the lab link
+    worker.wait_total("inferwatch_flows_classified_total", total)
+    assert worker.total("inferwatch_flows_classified_total", **{"class": "ai-chat-stream"}) >= 4
+    assert worker.total("inferwatch_ai_time_to_first_token_seconds_count") >= 4
     worker.terminate()

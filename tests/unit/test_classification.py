@@ -162,3 +162,27 @@ def test_behaviour_only_targets_on_a_link_the_model_did_not_learn_on(train_on, t
     assert d["qoe"]["streams"] >= 30
     assert d["qoe"]["ttft_median_abs_rel_error"] <= 0.15
     assert d["qoe"]["tokens_per_s_median_abs_rel_error"] <= 0.15
+
+
+def test_a_changed_world_is_a_drift_event_on_alerts():
+    from prometheus_client import CollectorRegistry
+
+    from streams.classification import Classification
+    from streams.config import ClassifyConfig
+    from streams.metrics import ClassifierMetrics
+
+    events: list[dict] = []
+    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=1000)
+    c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), alert=events.append)
+    d = load_dataset(RECORDINGS / "e2e")
+    for _ in range(30):  # a stable world: the model learns it, its errors fall
+        c.feedback(d.batch, d.labels)
+    assert c.error() < 0.2
+    events.clear()  # ADWIN also saw the error fall while it learned: that is no alert
+    assert c.metrics.drift._value.get() == 0
+    swapped = np.where(d.labels == INDEX["ai-chat-stream"], INDEX["ai-api"], d.labels)
+    c.cfg = cfg.model_copy(update={"learn_per_batch": 1})  # it adapts slowly: errors persist
+    for _ in range(20):  # the world changes: streaming chat now answers in one piece
+        c.feedback(d.batch, swapped)
+    assert events and events[0]["type"] == "classifier_drift"
+    assert c.metrics.drift._value.get() >= 1

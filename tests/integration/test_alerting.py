@@ -1,0 +1,161 @@
+"""Alerting end to end with the real servers: worker -> Prometheus (the project's rules) ->
+Alertmanager (the project's configuration) -> a webhook sink this test runs.
+
+The scenario: an exporter starts sending records the worker cannot read (a third of them), so
+the dead-letter ratio alert must fire, arrive at the sink once with its labels, and be resolved
+when the bad records stop. The rules and Alertmanager timings are the project's, shortened
+for the test (a rule's `for:` and range windows to seconds, Alertmanager's group waits to one
+second); the expressions, labels and routing are unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import free_port
+from tests.kafka_util import produce
+from tests.records import valid_records
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+RULES = ROOT / "config" / "prometheus" / "rules" / "inferwatch.rules.yml"
+ALERTMANAGER = ROOT / "config" / "alertmanager" / "alertmanager.yml"
+
+
+def shorten(rules: str) -> str:
+    """The rules with `for:` durations and range windows in seconds, for a test that lasts one
+    minute: 10m -> 5s, [5m] -> [10s], and so on."""
+    rules = re.sub(r"for: (\d+)m", lambda m: f"for: {min(int(m.group(1)), 5)}s", rules)
+    return re.sub(r"\[(\d+)m\]", lambda m: f"[{min(int(m.group(1)) * 2, 20)}s]", rules)
+
+
+class Sink:
+    """The webhook receiver: records every notification Alertmanager posts."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[float, dict[str, Any]]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.posts.append((time.time(), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts(self, name: str, status: str) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, a) for t, p in self.posts for a in p["alerts"]
+                if a["labels"]["alertname"] == name and a["status"] == status]  # fmt: skip
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_dead_letter_alert_reaches_the_webhook_once_and_resolves(
+    broker, names, start_worker, tmp_path
+):
+    for tool in ("prometheus", "prometheus-alertmanager"):
+        assert shutil.which(tool), f"{tool} is missing (make test installs it)"
+    worker = start_worker()
+    sink = Sink()
+
+    am_port, prom_port = free_port(), free_port()
+    am_cfg = yaml.safe_load(ALERTMANAGER.read_text())
+    am_cfg["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
+    for route in am_cfg["route"].get("routes", []):
+        route["group_wait"] = "1s"
+    am_cfg["receivers"][0]["webhook_configs"][0]["url"] = sink.url
+    (tmp_path / "am.yml").write_text(yaml.safe_dump(am_cfg))
+    (tmp_path / "rules.yml").write_text(shorten(RULES.read_text()))
+    (tmp_path / "prom.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "rules.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                     },
+        "scrape_configs": [{"job_name": "inferwatch",
+                            "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}],
+    }))  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            ["prometheus-alertmanager", f"--config.file={tmp_path / 'am.yml'}",
+             f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+             "--cluster.listen-address="],
+            stdout=(tmp_path / "am.log").open("wb"), stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prom.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=(tmp_path / "prom.log").open("wb"), stderr=subprocess.STDOUT,
+        ),
+    ]  # fmt: skip
+    try:
+
+        def scraped() -> bool:
+            url = f"http://127.0.0.1:{prom_port}/api/v1/query?query=up%7Bjob%3D%22inferwatch%22%7D"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    res = json.loads(r.read())["data"]["result"]
+            except OSError:
+                return False
+            return bool(res) and res[0]["value"][1] == "1"
+
+        wait_for(scraped, 60, "Prometheus scraping the worker")
+        good = [v for _, v in valid_records(200)]
+        bad = [b'{"ip_src": "10.0.0.1", "bytes": "lots"}'] * 100  # a third refused
+        onset = time.time()
+        for _ in range(8):  # bad records for about 16 s
+            asyncio.run(produce(broker, names.raw, good + bad))
+            time.sleep(2)
+        fired = wait_for(lambda: sink.alerts("InferwatchDeadLetterRate", "firing"), 60,
+                         "the dead-letter alert at the webhook")  # fmt: skip
+        at, alert = fired[0]
+        assert alert["labels"]["severity"] == "warning"
+        assert alert["annotations"]["runbook_url"] == "docs/runbooks/InferwatchDeadLetterRate.md"
+        delay = at - onset
+        assert delay < 60
+        for _ in range(15):  # the exporter is fixed: good records only
+            asyncio.run(produce(broker, names.raw, good))
+            time.sleep(2)
+            if sink.alerts("InferwatchDeadLetterRate", "resolved"):
+                break
+        wait_for(lambda: sink.alerts("InferwatchDeadLetterRate", "resolved"), 60,
+                 "the resolution at the webhook")  # fmt: skip
+        assert len(sink.alerts("InferwatchDeadLetterRate", "firing")) == 1  # paged once
+        assert len(sink.alerts("InferwatchDeadLetterRate", "resolved")) == 1
+        assert not sink.alerts("InferwatchWorkerDown", "firing")
+        print(f"onset -> alert at the webhook: {delay:.1f} s")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        sink.server.shutdown()
+        worker.terminate()
