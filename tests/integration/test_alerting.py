@@ -1,5 +1,6 @@
 """Alerting end to end with the real servers: worker -> Prometheus (the project's rules) ->
-Alertmanager (the project's configuration) -> a webhook sink this test runs.
+Alertmanager (the project's configuration) -> a webhook sink this test runs. Then every
+query of every Grafana dashboard, run on that Prometheus, must return data.
 
 The scenario: an exporter starts sending records the worker cannot read (a third of them), so
 the dead-letter ratio alert must fire, arrive at the sink once with its labels, and be resolved
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -79,12 +81,28 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_dead_letter_alert_reaches_the_webhook_once_and_resolves(
+def lab_records() -> list[bytes]:
+    """The committed lab recording's probe records: every class, AI flows with QoE."""
+    rows = (ROOT / "lab" / "recordings" / "e2e" / "flows.jsonl").read_bytes().splitlines()
+    return [v for v in rows if b'"schema"' in v]
+
+
+def query(port: int, expr: str) -> list[Any]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return list(json.loads(r.read())["data"]["result"])
+
+
+def test_dead_letter_alert_reaches_the_webhook_once_and_resolves_and_dashboards_have_data(
     broker, names, start_worker, tmp_path
 ):
     for tool in ("prometheus", "prometheus-alertmanager"):
         assert shutil.which(tool), f"{tool} is missing (make test installs it)"
-    worker = start_worker()
+    links = tmp_path / "links.yaml"  # the lab probe's interface as a link with a capacity
+    links.write_text(yaml.safe_dump({"links": [
+        {"id": "lab", "name": "Lab link", "capacity_bps": 1e8, "exporter": "lab-probe",
+         "iface": 1}]}))  # fmt: skip
+    worker = start_worker({"INFERWATCH_ANALYSIS__LINKS_FILE": str(links)})
     sink = Sink()
 
     am_port, prom_port = free_port(), free_port()
@@ -129,7 +147,7 @@ def test_dead_letter_alert_reaches_the_webhook_once_and_resolves(
             return bool(res) and res[0]["value"][1] == "1"
 
         wait_for(scraped, 60, "Prometheus scraping the worker")
-        good = [v for _, v in valid_records(200)]
+        good = [v for _, v in valid_records(200)] + lab_records()
         bad = [b'{"ip_src": "10.0.0.1", "bytes": "lots"}'] * 100  # a third refused
         onset = time.time()
         for _ in range(8):  # bad records for about 16 s
@@ -153,6 +171,14 @@ def test_dead_letter_alert_reaches_the_webhook_once_and_resolves(
         assert len(sink.alerts("InferwatchDeadLetterRate", "resolved")) == 1
         assert not sink.alerts("InferwatchWorkerDown", "firing")
         print(f"onset -> alert at the webhook: {delay:.1f} s")
+
+        empty = []
+        for path in sorted((ROOT / "config" / "grafana" / "dashboards").glob("*.json")):
+            for panel in json.loads(path.read_text())["panels"]:
+                for target in panel["targets"]:
+                    if not query(prom_port, target["expr"].replace("$link", ".*")):
+                        empty.append((path.name, panel["title"]))
+        assert not empty, f"panels without data after the scenario: {empty}"
     finally:
         for p in procs:
             p.terminate()
