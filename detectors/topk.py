@@ -5,10 +5,13 @@ the smallest count it holds as its error (Metwally et al., Space-Saving); a whol
 first summed per key, then merged, which keeps the same guarantee: every key whose true weight
 exceeds total/capacity is present, and ``count - error <= true weight <= count``.
 
+``evicted`` counts the keys the summary let go of (seen, but not kept): under a flood of
+distinct flows it grows with them while the memory stays at ``capacity`` keys.
+
 >>> t = TopK(capacity=2)
 >>> t.update(np.array(["a", "b", "a", "c"], dtype=object), np.array([5.0, 1.0, 5.0, 2.0]))
->>> [(k, c) for k, c, _ in t.top()]
-[('a', 10.0), ('c', 2.0)]
+>>> [(k, c) for k, c, _ in t.top()], t.evicted
+([('a', 10.0), ('c', 2.0)], 1)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class TopK:
         self.total = 0.0
         self._count: dict[str, float] = {}
         self._error: dict[str, float] = {}
+        self.evicted = 0
 
     def update(self, keys: Array, weights: Array) -> None:
         if len(keys) == 0:
@@ -38,10 +42,13 @@ class TopK:
         # before this batch is at most that). A new key outside the batch's heaviest
         # ``capacity`` is outranked by at least ``capacity`` candidates, so it cannot survive:
         # skipping it is exact.
+        known = 0
         for k in count:
             i = index.get(k)
             if i is not None:
                 count[k] += float(sums[i])
+                known += 1
+        before = len(count) + len(names) - known  # every key held or seen
         heavy = np.arange(len(names))
         if len(names) > self.capacity:
             heavy = np.argpartition(-sums, self.capacity - 1)[: self.capacity]
@@ -54,6 +61,7 @@ class TopK:
             ranked = sorted(count, key=count.__getitem__, reverse=True)
             for k in ranked[self.capacity :]:
                 del count[k], error[k]
+        self.evicted += before - len(count)
 
     def top(self, n: int | None = None) -> list[tuple[str, float, float]]:
         """(key, count, error) by decreasing count; the true weight is in [count - error, count]."""

@@ -257,11 +257,14 @@ class Analyzer:
             tt = self.talkers.get(link)
             if tt is None:
                 tt = self.talkers[link] = TopTalkers(self.cfg.top_k, self.cfg.top_windows)
+            flows_before, hosts_before = tt.flows.evicted, tt.hosts.evicted
             tt.flows.update(flow_keys[rows], total[rows])
             tt.hosts.update(
                 host_keys[np.concatenate([rows, rows + n])],
                 np.concatenate([total[rows], total[rows]]),
             )
+            self.metrics.evictions.labels("flows").inc(tt.flows.evicted - flows_before)
+            self.metrics.evictions.labels("hosts").inc(tt.hosts.evicted - hosts_before)
 
     def _publish_windows(self, closed: list[ClosedWindow]) -> None:
         if not closed:

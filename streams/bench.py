@@ -10,6 +10,7 @@ that rate, and (d) read the worker's peak RSS. Prints one JSON line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import random
@@ -172,7 +173,8 @@ def _scrape(port: int) -> dict[str, Any]:
                 out["ingest_buckets"][float(s.labels["le"])] = s.value
             elif not s.labels:
                 out[s.name] = s.value
-            elif s.name in ("inferwatch_flow_records_total", "inferwatch_consumer_lag_records"):
+            elif s.name in ("inferwatch_flow_records_total", "inferwatch_consumer_lag_records",
+                            "inferwatch_top_talker_evictions_total"):  # fmt: skip
                 out[s.name] = out.get(s.name, 0.0) + s.value  # summed over their labels
     return out
 
@@ -329,7 +331,9 @@ def run(plan: Plan) -> dict[str, Any]:
         i50 = quantile_from_buckets(s0["ingest_buckets"], s1["ingest_buckets"], 0.5)
         i99 = quantile_from_buckets(s0["ingest_buckets"], s1["ingest_buckets"], 0.99)
         rss = _memory(proc.pid, "VmHWM")
-        ok = _scrape(port).get("inferwatch_flow_records_total", 0.0)
+        final = _scrape(port)
+        ok = final.get("inferwatch_flow_records_total", 0.0)
+        evictions = final.get("inferwatch_top_talker_evictions_total", 0.0)
     finally:
         worker.stop()
     return {
@@ -348,6 +352,7 @@ def run(plan: Plan) -> dict[str, Any]:
         "ingest_latency_p50_seconds": None if i50 is None else round(i50, 4),
         "ingest_latency_p99_seconds": None if i99 is None else round(i99, 4),
         "peak_rss_bytes": rss,
+        "top_talker_evictions": int(evictions),
         "records_counted": int(ok),
         "machine": {
             "cpus": os.cpu_count(),
@@ -470,6 +475,62 @@ def run_classify_cost(plan: Plan) -> dict[str, Any]:
         "worker_records_per_s_classify_off": round(rates["off"]),
         "worker_records_per_s_classify_on": round(rates["on"]),
         "classification_cost": round(1 - rates["on"] / rates["off"], 3),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+
+
+def _sum_metric(workers: list[_Worker], name: str) -> float:
+    total = 0.0
+    for w in workers:
+        if w.proc.poll() is not None:
+            raise RuntimeError(f"a worker exited with {w.proc.returncode}")
+        with contextlib.suppress(OSError):  # not serving yet: counts as nothing analysed
+            total += _scrape(w.port).get(name, 0.0)
+    return total
+
+
+def run_scale(plan: Plan, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
+    """Throughput of 1, 2, ... workers in one group on the same input, one run.
+
+    Per count: a private raw topic (4 partitions) and groups; the workers start and join
+    first (8 s), then N records are produced, and the rate runs from the first record any
+    worker analyses to the last (their analysed totals summed).
+    """
+    now = time.time()
+    values = make_records(plan, now)
+    rates: dict[int, float] = {}
+    for count in counts:
+        suffix = f"{uuid.uuid4().hex[:8]}-w{count}"
+        names = _names(suffix)
+        asyncio.run(_create_topics(plan.broker, names))
+        workers = [_start_worker(plan.broker, suffix, names) for _ in range(count)]
+        try:
+            time.sleep(8)  # every worker joined both groups before the records come
+            asyncio.run(produce(plan.broker, names["raw"], values))
+            first = None
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                got = _sum_metric(workers, "inferwatch_analysed_records_total")
+                now_m = time.monotonic()
+                if got > 0 and first is None:
+                    first = now_m
+                if got >= plan.records:
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError(f"{count} workers did not analyse {plan.records} records")
+            rates[count] = plan.records / max(now_m - (first or now_m), 1e-9)
+        finally:
+            for w in workers:
+                w.stop()
+    base = rates[counts[0]]
+    return {
+        "benchmark": "scale",
+        "records": plan.records,
+        "mix": ",".join(f"{k}:{v}" for k, v in plan.mix.items()),
+        **{f"records_per_s_{c}_workers": round(r) for c, r in rates.items()},
+        **{f"speedup_{c}_workers": round(r / base, 3) for c, r in rates.items() if c != counts[0]},
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
     }

@@ -399,6 +399,10 @@ def bench() -> None:
     "--classify-cost", is_flag=True,
     help="Instead: the worker's rate with classification off, then on, on the same records.",
 )  # fmt: skip
+@click.option(
+    "--scale", is_flag=True,
+    help="Instead: the rate of one worker, then of two in one group, on the same records.",
+)  # fmt: skip
 def bench_pipeline(
     broker: str,
     records: int,
@@ -408,17 +412,23 @@ def bench_pipeline(
     latency_rate: float,
     out: Path | None,
     classify_cost: bool,
+    scale: bool,
 ) -> None:
     """Produce N records, time a bare aiokafka consumer and a worker on them; print JSON."""
     import orjson
 
-    from streams.bench import Plan, parse_mix, run, run_classify_cost
+    from streams.bench import Plan, parse_mix, run, run_classify_cost, run_scale
 
     try:
         plan = Plan(broker, records, parse_mix(mix), distinct, latency_seconds, latency_rate)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    result = run_classify_cost(plan) if classify_cost else run(plan)
+    if classify_cost:
+        result = run_classify_cost(plan)
+    elif scale:
+        result = run_scale(plan)
+    else:
+        result = run(plan)
     line = orjson.dumps(result).decode()
     click.echo(line)
     if out is not None:

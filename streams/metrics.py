@@ -229,6 +229,12 @@ class LinkMetrics:
             "Flow records counted under link 'other' because analysis.max_links was reached.",
             registry=registry,
         )
+        self.evictions = Counter(
+            "inferwatch_top_talker_evictions",
+            "Flows and hosts the bounded top-talker summaries let go of (floods show here).",
+            ["kind"],
+            registry=registry,
+        )
         self.late_records = Counter(
             "inferwatch_late_records",
             "Records whose window had already closed"

@@ -40,3 +40,12 @@ def test_memory_stays_bounded_under_all_distinct_keys():
         keys = np.asarray([f"{b}-{i}" for i in range(5000)], dtype=object)
         t.update(keys, np.ones(5000))
     assert len(t) == 10
+
+
+def test_a_flood_of_distinct_keys_is_evicted_and_counted():
+    t = TopK(capacity=10)
+    for start in range(0, 100_000, 1000):
+        keys = np.array([f"k{i}" for i in range(start, start + 1000)], dtype=object)
+        t.update(keys, np.ones(1000))
+    assert len(t) == 10
+    assert t.evicted == 100_000 - 10  # every key seen and not kept
