@@ -64,7 +64,7 @@ def _restore(analyzer: Analyzer, partition: int, saved: bytes | None) -> int:
 
 async def _flush(pending: list[tuple[str, dict[str, Any]]], outputs: dict[str, Any]) -> None:
     for kind, record in pending:
-        key = str(record.get("link", record.get("type", ""))).encode()
+        key = str(record.get("link") or record.get("fingerprint") or "").encode()
         await outputs[kind].send(key=key, value=orjson.dumps(record))
     pending.clear()
 

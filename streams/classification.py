@@ -33,6 +33,7 @@ from detectors.classes import AI_CLASSES, CLASSES, INDEX
 from detectors.classifier import FlowClassifier
 from detectors.classify import Classified, TrafficClassifier
 from detectors.flows import Array, FlowBatch
+from streams.alerts import alert_event
 from streams.config import ClassifyConfig, resolve_path
 from streams.endpoints import load_endpoints
 from streams.errors import InferwatchError
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 # request/answer classes: a time to first token means something (realtime sessions stream
 # both ways all the time; their QoE is not a first-token wait)
 ASKED = np.array([INDEX[c] for c in AI_CLASSES if c != "ai-realtime"])
+
+
+DRIFT_LABELS = {"alertname": "InferwatchClassifierDrift", "severity": "warning"}
 
 
 class FeedbackDecoder:
@@ -100,9 +104,12 @@ class Classification:
         )
         self.adwin = drift.ADWIN(delta=cfg.drift_delta)  # type: ignore[no-untyped-call]
         self.last_checkpoint = clock()
+        self.drift_since: float | None = None  # the open drift alert, if any
+        self.last_drift = 0.0
 
     # -- the work --------------------------------------------------------------------------
     def run(self, batch: FlowBatch, links: Array) -> Classified:
+        self._resolve_drift()
         result = self.clf.classify(batch)
         self._count(result)
         self._qoe(result, links)
@@ -157,12 +164,11 @@ class Classification:
                     "classifier drift: its error rate rose from %.3f to %.3f",
                     before, self.adwin.estimation,
                 )  # fmt: skip
-                if self.alert is not None:
-                    self.alert({
-                        "type": "classifier_drift", "time": self.clock(),
-                        "error_rate": self.adwin.estimation, "error_rate_before": before,
-                        "window": len(self.recent),
-                    })  # fmt: skip
+                now = self.clock()
+                if self.drift_since is None:
+                    self.drift_since = now
+                    self._drift_event("firing", before)
+                self.last_drift = now
         pairs = np.array(self.recent)
         for k, name in enumerate(CLASSES):
             tp = np.sum((pairs[:, 0] == k) & (pairs[:, 1] == k))
@@ -174,6 +180,27 @@ class Classification:
             self.metrics.precision.labels(name).set(p)
             self.metrics.recall.labels(name).set(r)
             self.metrics.f1.labels(name).set(2 * p * r / (p + r) if p + r else 0.0)
+
+    def _drift_event(self, status: str, before: float) -> None:
+        if self.alert is None or self.drift_since is None:
+            return
+        now = self.clock()
+        self.alert(alert_event(
+            status, dict(DRIFT_LABELS),
+            {"summary": "the traffic classifier's error rate rose",
+             "description": f"error rate {self.adwin.estimation:.3f} (before: {before:.3f}) "
+                            f"over the last {len(self.recent)} labelled flows",
+             "runbook_url": "docs/runbooks/InferwatchClassifierDrift.md"},
+            self.drift_since, now if status == "resolved" else None,
+            error_rate=self.adwin.estimation, error_rate_before=before,
+        ))  # fmt: skip
+
+    def _resolve_drift(self) -> None:
+        """A drift alert is resolved after ``drift_resolve_seconds`` without a new drift."""
+        quiet = self.clock() - self.last_drift
+        if self.drift_since is not None and quiet >= self.cfg.drift_resolve_seconds:
+            self._drift_event("resolved", self.adwin.estimation)
+            self.drift_since = None
 
     def error(self) -> float:
         return float(np.mean([t != p for t, p in self.recent])) if self.recent else 0.0

@@ -53,6 +53,24 @@ def worker(
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command()
+@click.option("--broker", help="Kafka bootstrap server HOST:PORT (kafka.broker).")
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False))
+def dispatch(broker: str | None, config: Path | None) -> None:
+    """Send the alerts of alerts.v1 to the webhooks of dispatch.receivers (signed, retried,
+    grouped, resolved once; docs/alerts.md). Runs until SIGTERM or Ctrl-C."""
+    import logging
+
+    from streams.dispatch import dispatch_forever
+
+    cfg = _load(config, **{"kafka.broker": broker})
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        dispatch_forever(cfg)
+    except InferwatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 def check_config(file: Path) -> None:

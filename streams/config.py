@@ -155,11 +155,44 @@ class ClassifyConfig(_Section):
     )
     validation_window: int = Field(1000, ge=10, description="labelled predictions per P/R/F1")
     drift_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence on the errors")
+    drift_resolve_seconds: float = Field(
+        900.0, gt=0, description="a drift alert resolves after this long without a new drift"
+    )
 
     @field_validator("checkpoint", mode="before")
     @classmethod
     def _off(cls, v: Any) -> Any:
         return "off" if v is False else v  # YAML (and so INFERWATCH_*) reads a bare off as false
+
+
+class ReceiverConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["alertmanager", "slack"] = "alertmanager"
+    secret: SecretStr | None = Field(None, description="HMAC key; better: secret_file")
+    secret_file: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    def key(self) -> bytes | None:
+        """The Standard Webhooks signing key ("whsec_" + base64, or raw text)."""
+        raw = secret(self.secret_file, self.secret)
+        if raw is None:
+            return None
+        if raw.startswith("whsec_"):
+            import base64
+
+            return base64.b64decode(raw.removeprefix("whsec_"))
+        return raw.encode()
+
+
+class DispatchConfig(_Section):
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    group: str = Field("inferwatch-dispatch", description="consumer group on alerts.v1")
+    group_wait_seconds: float = Field(5.0, ge=0, description="gather changes into one notification")
+    repeat_interval_seconds: float = Field(14400.0, gt=0, description="re-notify a firing alert")
+    retry_initial_seconds: float = Field(1.0, gt=0)
+    retry_max_seconds: float = Field(300.0, gt=0, description="cap of the backoff between tries")
+    state_path: str = ".cache/state/dispatch.json"
 
 
 class WorkerConfig(_Section):
@@ -173,6 +206,7 @@ class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    dispatch: DispatchConfig = DispatchConfig()
     worker: WorkerConfig = WorkerConfig()
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
