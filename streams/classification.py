@@ -251,7 +251,7 @@ class Classification:
             path = resolve_path(name)
             assert path is not None
             try:
-                data = load_dataset(path)
+                data = load_dataset(path, "all")  # both metering paths' records
             except InferwatchError as exc:
                 log.error("classifier bootstrap: skipping %s: %s", name, exc)
                 continue

@@ -348,6 +348,15 @@ def eval_group() -> None:
               help="Endpoint catalog (default config/endpoints.yaml).")  # fmt: skip
 @click.option("--batch", "batch_size", type=int, default=20, show_default=True,
               help="Flows per test-then-train step.")  # fmt: skip
+@click.option("--records", type=click.Choice(["probe", "pmacct", "all"]), default="probe",
+              show_default=True,
+              help="Which metering path's records: the probe's (packet summaries) or "
+                   "softflowd -> nfacctd's (one per direction, counters only).")  # fmt: skip
+@click.option(
+    "--train-records",
+    type=click.Choice(["probe", "pmacct", "all"]),
+    help="Which records of the --train datasets to learn (default: as --records).",
+)
 @click.option("--seed", type=int, default=42, show_default=True, help="The forest's seed.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the report as JSON here ('-': only JSON, to stdout).")  # fmt: skip
@@ -357,6 +366,8 @@ def eval_classify(
     names: str,
     catalog: Path | None,
     batch_size: int,
+    records: str,
+    train_records: str | None,
     seed: int,
     json_out: Path | None,
 ) -> None:
@@ -369,7 +380,9 @@ def eval_classify(
 
     try:
         cat = load_endpoints(catalog or DEFAULT_ENDPOINTS_PATH)
-        report = run_eval(dataset, train_dirs, names == "on", cat, batch_size, seed)
+        report = run_eval(
+            dataset, train_dirs, names == "on", cat, batch_size, seed, records, train_records
+        )
     except (InferwatchError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     data = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)

@@ -30,18 +30,23 @@ from detectors.flows import FORMATS, Array, FlowBatch
 from streams.errors import InferwatchError
 from streams.ingest.decode import BatchDecoder
 
-NATIVE = FORMATS.index("native")
+PATHS = {"probe": FORMATS.index("native"), "pmacct": FORMATS.index("pmacct")}
 
 
 @dataclass
 class Dataset:
     name: str
-    batch: FlowBatch  # probe records, in export order
+    batch: FlowBatch  # the records of the chosen metering path(s), in export order
     labels: Array  # true class index per record, -1 without ground truth
     truth: list[dict[str, Any] | None]  # the ground-truth line per record (None: not generated)
 
 
-def load_dataset(directory: Path) -> Dataset:
+def load_dataset(directory: Path, records: str = "probe") -> Dataset:
+    """A recorded dataset's records of one metering path (``probe``: native records with
+    packet summaries; ``pmacct``: softflowd -> nfacctd, one record per direction, counters
+    only) or ``all``, joined to the ground truth."""
+    if records not in (*PATHS, "all"):
+        raise InferwatchError(f"records: probe, pmacct or all, not {records!r}")
     flows, truth_file = directory / "flows.jsonl", directory / "truth.jsonl"
     for f in (flows, truth_file):
         if not f.exists():
@@ -50,7 +55,8 @@ def load_dataset(directory: Path) -> Dataset:
             )
     values = flows.read_bytes().splitlines()
     decoded = BatchDecoder().decode(values, np.full(len(values), time.time()))
-    batch = decoded.batch.take(decoded.batch.fmt == NATIVE)
+    wanted = list(PATHS.values()) if records == "all" else [PATHS[records]]
+    batch = decoded.batch.take(np.isin(decoded.batch.fmt, wanted))
     batch = batch.take(np.argsort(batch.ts_end, kind="stable"))
     truth = {}
     for line in truth_file.read_bytes().splitlines():
@@ -64,7 +70,7 @@ def load_dataset(directory: Path) -> Dataset:
         rows.append(truth.get(key) or truth.get((b, int(pb), a, int(pa), int(proto))))
     labels = np.array([INDEX[t["class"]] if t else -1 for t in rows], dtype=np.int64)
     if not len(batch):
-        raise InferwatchError(f"{directory}: no probe records in flows.jsonl")
+        raise InferwatchError(f"{directory}: no {records} records in flows.jsonl")
     return Dataset(directory.name, batch, labels, rows)
 
 
@@ -76,6 +82,7 @@ class Report:
     flows: int = 0
     confusion: Array = field(default_factory=lambda: np.zeros((len(CLASSES),) * 2, dtype=np.int64))
     unlabelled: dict[str, int] = field(default_factory=dict)  # predicted class -> flows
+    records: str = "probe"  # which metering path's records
     ttft_errors: list[float] = field(default_factory=list)
     rate_errors: list[float] = field(default_factory=list)
 
@@ -112,7 +119,8 @@ class Report:
 
         return {
             "dataset": self.dataset, "names": self.names, "trained_on": self.trained_on,
-            "flows": self.flows, "unlabelled_predicted": self.unlabelled,
+            "records": self.records, "flows": self.flows,
+            "unlabelled_predicted": self.unlabelled,
             "macro_f1": self.macro_f1(),
             "ai_vs_rest_macro_f1": self.ai_vs_rest_f1(), "per_class": self.per_class(),
             "confusion": {"classes": list(CLASSES), "rows_true_cols_predicted":
@@ -126,8 +134,8 @@ class Report:
         d = self.as_dict()
         short = [c.replace("ai-", "").replace("realtime-media", "rt-media")[:9] for c in CLASSES]
         lines = [
-            f"dataset {self.dataset}: {self.flows} flows with ground truth, names "
-            f"{'on' if self.names else 'off'}"
+            f"dataset {self.dataset}: {self.flows} {self.records} records with ground truth, "
+            f"names {'on' if self.names else 'off'}"
             + (f", trained first on {', '.join(self.trained_on)}" if self.trained_on else ""),
             "",
             "confusion (rows: true, columns: predicted)",
@@ -213,10 +221,16 @@ def train(clf: TrafficClassifier, datasets: Sequence[Dataset]) -> None:
 
 def run_eval(
     dataset: Path, train_dirs: Sequence[Path], names: bool, catalog: EndpointCatalog,
-    batch_size: int = 20, seed: int = 42,
+    batch_size: int = 20, seed: int = 42, records: str = "probe",
+    train_records: str | None = None,
 ) -> Report:  # fmt: skip
+    """Learn ``train_dirs`` (their ``train_records``, by default ``records``), then evaluate
+    ``dataset``'s ``records`` test-then-train."""
     from detectors.classifier import FlowClassifier
 
     clf = TrafficClassifier(catalog, FlowClassifier(seed=seed), names=names)
-    train(clf, [load_dataset(d) for d in train_dirs])
-    return evaluate(load_dataset(dataset), clf, batch_size, trained_on=[d.name for d in train_dirs])
+    train(clf, [load_dataset(d, train_records or records) for d in train_dirs])
+    data = load_dataset(dataset, records)
+    report = evaluate(data, clf, batch_size, trained_on=[d.name for d in train_dirs])
+    report.records = records
+    return report

@@ -44,7 +44,7 @@ def build_classifier(
     clf = TrafficClassifier(catalog, flow_model, names=names)
     if model is None and not train_dirs:  # the worker's bootstrap datasets
         train_dirs = [p for p in (resolve_path(d) for d in BOOTSTRAP) if p is not None]
-    train(clf, [load_dataset(d) for d in train_dirs])
+    train(clf, [load_dataset(d, "all") for d in train_dirs])
     return clf
 
 

@@ -83,7 +83,8 @@ def test_a_new_worker_bootstraps_and_classifies_unnamed_flows_by_behaviour(
     """The default bootstrap (the three eval recordings) and names off: the e2e recording's
     flows, which the model never saw, recorded without server names."""
     worker = start_worker({"INFERWATCH_CLASSIFY__NAMES": "off"})
-    worker.wait_total("inferwatch_classifier_learned_flows_total", 360, source="bootstrap")
+    # the records of both metering paths of eval-a, eval-b and eval-c with ground truth
+    worker.wait_total("inferwatch_classifier_learned_flows_total", 1086, source="bootstrap")
     rec = RECORDINGS / "e2e-nosni"
     truth = truth_of(rec)
     records = [r for r in probe_records(rec) if (r["src_port"], r["proto"]) in truth]
