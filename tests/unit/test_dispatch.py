@@ -1,0 +1,75 @@
+"""The dispatcher's alert state machine and bodies, without a network."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.alerts import alert_event
+from streams.config import Config, DispatchConfig, ReceiverConfig
+from streams.dispatch import Dispatcher, body_for, retry_after
+
+
+def make(tmp_path, clock, fmt="alertmanager") -> Dispatcher:
+    cfg = Config(dispatch=DispatchConfig(
+        receivers=[ReceiverConfig(name="ops", url="http://127.0.0.1:1/x", format=fmt)],
+        state_path=str(tmp_path / "state.json"), group_wait_seconds=5,
+        repeat_interval_seconds=3600,
+    ))  # fmt: skip
+    return Dispatcher(cfg, clock=lambda: clock[0])
+
+
+def ev(status: str, link: str = "l1") -> dict:
+    labels = {"alertname": "A", "severity": "warning", "link": link}
+    return alert_event(status, labels, {"summary": f"on {link}"}, 100.0,
+                       None if status == "firing" else 200.0)  # fmt: skip
+
+
+def test_firing_waits_for_its_group_repeats_and_resolves_once(tmp_path):
+    clock = [1000.0]
+    d = make(tmp_path, clock)
+    d.apply(ev("firing", "l1"))
+    d.apply(ev("firing", "l2"))
+    assert d.flush() == 0  # group_wait not over
+    clock[0] += 5
+    assert d.flush() == 1  # one notification for both
+    body = orjson.loads(d.outbox[0]["body"])
+    assert body["version"] == "4" and body["status"] == "firing"
+    assert {a["labels"]["link"] for a in body["alerts"]} == {"l1", "l2"}
+    d.apply(ev("firing", "l1"))  # still firing: nothing new
+    clock[0] += 10
+    d.repeat()
+    assert d.flush() == 0
+    clock[0] += 3600  # the repeat interval
+    d.repeat()
+    clock[0] += 5
+    assert d.flush() == 1
+    d.apply(ev("resolved", "l1"))
+    d.apply(ev("resolved", "l1"))  # twice: said once
+    clock[0] += 5
+    assert d.flush() == 1
+    last = orjson.loads(d.outbox[-1]["body"])
+    assert [a["status"] for a in last["alerts"]] == ["resolved"]
+    d.apply(ev("resolved", "l9"))  # never fired: nothing to say
+    clock[0] += 5
+    assert d.flush() == 0
+    d.save()
+    again = make(tmp_path, clock)  # the state survives a restart
+    assert len(again.outbox) == 3 and set(again.alerts) == set(d.alerts)
+
+
+def test_slack_body_and_a_foreign_event_is_skipped(tmp_path):
+    clock = [0.0]
+    d = make(tmp_path, clock, fmt="slack")
+    d.apply({"type": "something else"})
+    assert not d.alerts
+    body = body_for(d.receivers["ops"], "A", [ev("firing")])
+    assert orjson.loads(body) == {"text": "[FIRING] on l1"}
+
+
+@pytest.mark.parametrize(
+    ("header", "want"),
+    [("2", 2.0), ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0), ("soon", None), (None, None)],
+)
+def test_retry_after(header, want):
+    assert retry_after(header, 1445412480.0) == want  # "now" is 10 s before that date
