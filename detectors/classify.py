@@ -57,6 +57,46 @@ def catalog_prior(codes: Array) -> Array:
     return prior
 
 
+def join_directions(batch: FlowBatch) -> FlowBatch:
+    """The batch with each one-direction record (NetFlow/IPFIX via pmacct or goflow2: counters
+    only, nothing the other way) seen with its reverse in the batch replaced, for feature
+    purposes, by the whole flow: client-to-server counters forward (the record whose
+    destination port is the lower one), the other record's backward, the union of their times.
+    Both records of a pair get the same features, so the same class. Counters elsewhere are
+    untouched: this is only what the classifier looks at.
+
+    >>> b = FlowBatch.from_columns(src_ip=["c", "s"], dst_ip=["s", "c"], src_port=[40000, 443],
+    ...     dst_port=[443, 40000], proto=[6, 6], bytes_fwd=[900, 50000], packets_fwd=[9, 40],
+    ...     ts_start=[0.0, 0.1], ts_end=[2.0, 2.1])
+    >>> j = join_directions(b)
+    >>> j.bytes_fwd.tolist(), j.bytes_rev.tolist(), j.ts_end.tolist()
+    ([900, 900], [50000, 50000], [2.1, 2.1])
+    """
+    one_way = (batch.pkt_count == 0) & (batch.bytes_rev == 0) & (batch.packets_rev == 0)
+    idx = np.flatnonzero(one_way)
+    if idx.size < 2:
+        return batch
+    cols = (batch.src_ip[idx].tolist(), batch.src_port[idx].tolist(), batch.dst_ip[idx].tolist(),
+            batch.dst_port[idx].tolist(), batch.proto[idx].tolist())  # fmt: skip
+    keys = list(zip(*cols, strict=True))
+    where = dict(zip(keys, idx.tolist(), strict=True))
+    partner = np.array(
+        [where.get((b, pb, a, pa, p), -1) for a, pa, b, pb, p in keys], dtype=np.int64
+    )
+    paired = partner >= 0
+    if not paired.any():
+        return batch
+    rows, other = idx[paired], partner[paired]
+    client = np.where(batch.dst_port[rows] <= batch.src_port[rows], rows, other)
+    server = np.where(client == rows, other, rows)
+    out = batch.take(np.arange(len(batch)))  # a copy: the caller's batch stays as it is
+    out.bytes_fwd[rows], out.packets_fwd[rows] = batch.bytes_fwd[client], batch.packets_fwd[client]
+    out.bytes_rev[rows], out.packets_rev[rows] = batch.bytes_fwd[server], batch.packets_fwd[server]
+    out.ts_start[rows] = np.minimum(batch.ts_start[rows], batch.ts_start[other])
+    out.ts_end[rows] = np.maximum(batch.ts_end[rows], batch.ts_end[other])
+    return out
+
+
 class TrafficClassifier:
     def __init__(
         self,
@@ -69,7 +109,7 @@ class TrafficClassifier:
         self.names = names
 
     def classify(self, batch: FlowBatch) -> Classified:
-        features = behaviour_features(batch)
+        features = behaviour_features(join_directions(batch))
         proba = self.model.predict_proba(features)
         by_name = np.zeros(len(batch), dtype=bool)
         if self.names and len(self.catalog) and len(batch):
