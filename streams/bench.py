@@ -534,3 +534,124 @@ def run_scale(plan: Plan, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
     }
+
+
+async def _committed(broker: str, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
+
+
+async def _count_published(broker: str, topic: str) -> int:
+    """Records in the micro-batches of a flows.v1 topic (ticks excluded), read to its end."""
+    from streams.wire import TICK_KEY, decode_batch
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, enable_auto_commit=False, max_partition_fetch_bytes=16 << 20
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        for _ in range(20):
+            if parts:
+                break
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        total = 0
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                total += sum(len(decode_batch(m.value)) for m in msgs if m.key != TICK_KEY)
+        return total
+    finally:
+        await consumer.stop()
+
+
+def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
+    """kill -9 a worker once ``kill_at`` of N records are committed, start another: account for
+    every record and count the duplicates (what was processed after the last commit)."""
+    suffix = uuid.uuid4().hex[:8]
+    names = _names(suffix)
+    asyncio.run(_create_topics(plan.broker, names))
+    good = make_records(plan, time.time())
+    bad = [b'{"ip_src": "10.0.0.1", "bytes": "lots"}'] * (plan.records // 100)  # 1 % refused
+    values = good + bad
+    random.Random(plan.seed).shuffle(values)
+    asyncio.run(produce(plan.broker, names["raw"], values))
+    group = f"bench-{suffix}-ingest"
+    extra = {"INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "5"}
+    first = _start_worker(plan.broker, suffix, names, extra)
+    try:
+        deadline = time.monotonic() + 600
+        while asyncio.run(_committed(plan.broker, group, names["raw"])) < kill_at * len(values):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the first worker did not get far enough")
+            time.sleep(0.2)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+    finally:
+        first.log.close()
+    resumed_from = asyncio.run(_committed(plan.broker, group, names["raw"]))
+    second = _start_worker(plan.broker, suffix, names, extra)
+    try:
+        deadline = time.monotonic() + 900
+        while asyncio.run(_committed(plan.broker, group, names["raw"])) < len(values):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the second worker did not finish")
+            time.sleep(0.5)
+        _wait(second.port, "inferwatch_flow_records_total", len(values) - resumed_from,
+              second.proc, 120)  # fmt: skip
+        after = _scrape(second.port)
+        restored = _scrape_labelled(second.port, "inferwatch_classifier_checkpoints_total",
+                                    "outcome", "restored")  # fmt: skip
+    finally:
+        second.stop()
+    published = asyncio.run(_count_published(plan.broker, names["flows"]))
+    dlq = asyncio.run(_count(plan.broker, names["dlq"]))
+    ingested_second = after.get("inferwatch_flow_records_total", 0.0)
+    return {
+        "benchmark": "crash",
+        "records": len(values),
+        "refused": len(bad),
+        "killed_with_committed": resumed_from,
+        "second_worker_ingested": int(ingested_second),
+        "accounted_exactly": int(ingested_second) == len(values) - resumed_from,
+        "flows_v1_records": published,
+        "flows_v1_duplicates": published - len(good),
+        "dlq_records": dlq,
+        "dlq_duplicates": dlq - len(bad),
+        "model_restored": restored >= 1,
+    }
+
+
+def _scrape_labelled(port: int, name: str, label: str, value: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    return sum(
+        s.value for fam in text_string_to_metric_families(body) for s in fam.samples
+        if s.name == name and s.labels.get(label) == value
+    )  # fmt: skip
+
+
+async def _count(broker: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        for _ in range(20):
+            if parts:
+                break
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        return sum(end[tp] - begin[tp] for tp in tps)
+    finally:
+        await consumer.stop()

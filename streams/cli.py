@@ -434,6 +434,10 @@ def bench() -> None:
     "--scale", is_flag=True,
     help="Instead: the rate of one worker, then of two in one group, on the same records.",
 )  # fmt: skip
+@click.option(
+    "--crash", is_flag=True,
+    help="Instead: kill -9 a worker 40 % through N records, start another, account for all.",
+)  # fmt: skip
 def bench_pipeline(
     broker: str,
     records: int,
@@ -444,11 +448,12 @@ def bench_pipeline(
     out: Path | None,
     classify_cost: bool,
     scale: bool,
+    crash: bool,
 ) -> None:
     """Produce N records, time a bare aiokafka consumer and a worker on them; print JSON."""
     import orjson
 
-    from streams.bench import Plan, parse_mix, run, run_classify_cost, run_scale
+    from streams.bench import Plan, parse_mix, run, run_classify_cost, run_crash, run_scale
 
     try:
         plan = Plan(broker, records, parse_mix(mix), distinct, latency_seconds, latency_rate)
@@ -458,6 +463,8 @@ def bench_pipeline(
         result = run_classify_cost(plan)
     elif scale:
         result = run_scale(plan)
+    elif crash:
+        result = run_crash(plan)
     else:
         result = run(plan)
     line = orjson.dumps(result).decode()
