@@ -586,7 +586,9 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
     random.Random(plan.seed).shuffle(values)
     asyncio.run(produce(plan.broker, names["raw"], values))
     group = f"bench-{suffix}-ingest"
-    extra = {"INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "5"}
+    extra = {"INFERWATCH_CLASSIFY__CHECKPOINT": "kafka",  # the model must come back too
+             "INFERWATCH_CLASSIFY__CHECKPOINT_TOPIC": f"bench-{suffix}.classifier.v1",
+             "INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "5"}  # fmt: skip
     first = _start_worker(plan.broker, suffix, names, extra)
     try:
         deadline = time.monotonic() + 600
