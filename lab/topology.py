@@ -296,8 +296,11 @@ def remove(prefix: str) -> None:
     kill_processes(prefix)
     for ns in (f"{prefix}c", f"{prefix}s"):
         _run(["ip", "netns", "del", ns], check=False)  # takes the veth pairs with it
-    _run(["ip", "link", "del", f"{prefix}se"], check=False)  # the emulator's pair, if any
-    _run(["ip", "link", "del", f"{prefix}br"], check=False)
+    # The root-side ends too: deleting a namespace leaves its veth pairs to the kernel, which
+    # keeps them (and the namespace) while sockets of killed processes still retransmit;
+    # deleting an end destroys the pair now.
+    for end in ("cb", "sb", "se", "sr", "br"):
+        _run(["ip", "link", "del", f"{prefix}{end}"], check=False)
 
 
 def sweep() -> list[str]:
