@@ -34,11 +34,12 @@ from typing import Any
 
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from lab.run import match, read_jsonl, run_scenario
 from lab.topology import LabError
+from streams.topics import read_to_end
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 ARTEFACTS = ("lab.pcap", "truth.jsonl")
@@ -95,25 +96,9 @@ async def read_topic(broker: str, topic: str) -> list[bytes]:
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        for _ in range(50):
-            if parts:
-                break
-            await asyncio.sleep(0.1)
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(parts or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
         values: list[bytes] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in tps])
-
-        while await behind():
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                values.extend(m.value for m in msgs if m.value is not None)
+        async for msgs in read_to_end(consumer, topic):
+            values.extend(m.value for m in msgs if m.value is not None)
         return values
     finally:
         await consumer.stop()

@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import synth
+from streams.topics import read_to_end, topic_partitions
 
 INFERWATCH = Path(sys.executable).parent / "inferwatch"
 RAW_PARTITIONS = 4
@@ -555,20 +556,9 @@ async def _count_published(broker: str, topic: str) -> int:
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        for _ in range(20):
-            if parts:
-                break
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
         total = 0
-        while any([await consumer.position(tp) < end[tp] for tp in tps]):
-            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
-                total += sum(len(decode_batch(m.value)) for m in msgs if m.key != TICK_KEY)
+        async for msgs in read_to_end(consumer, topic):
+            total += sum(len(decode_batch(m.value)) for m in msgs if m.key != TICK_KEY)
         return total
     finally:
         await consumer.stop()
@@ -646,13 +636,7 @@ async def _count(broker: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        for _ in range(20):
-            if parts:
-                break
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = await topic_partitions(consumer, topic)
         begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
         return sum(end[tp] - begin[tp] for tp in tps)
     finally:

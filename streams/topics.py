@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -36,6 +38,33 @@ def wanted_topics(cfg: Config) -> list[NewTopic]:
     ]  # fmt: skip
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (a started consumer's first metadata may not list it yet:
+    refreshed for up to 5 s)."""
+    parts = consumer.partitions_for_topic(topic)
+    for _ in range(50):
+        if parts:
+            break
+        await asyncio.sleep(0.1)
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[list[Any]]:
+    """Every message of ``topic`` from the beginning to the end offsets of now, in batches
+    (no consumer group: the started ``consumer`` is assigned every partition)."""
+    tps = await topic_partitions(consumer, topic)
+    if not tps:
+        return
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    end = await consumer.end_offsets(tps)
+    while any([await consumer.position(tp) < end[tp] for tp in tps]):
+        for msgs in (await consumer.getmany(timeout_ms=500)).values():
+            yield msgs
+
+
 async def read_latest(cfg: Config, topic: str, key: bytes, wait: float = 30.0) -> bytes | None:
     """The last value under ``key`` in ``topic`` (read to its end; for small compacted topics)."""
     consumer = AIOKafkaConsumer(
@@ -44,23 +73,9 @@ async def read_latest(cfg: Config, topic: str, key: bytes, wait: float = 30.0) -
     )  # fmt: skip
     try:
         await asyncio.wait_for(consumer.start(), wait)
-        parts = consumer.partitions_for_topic(topic) or set()
-        for _ in range(20):  # the first metadata may not list the topic yet
-            if parts:
-                break
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return None
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
         latest = None
-        while any([await consumer.position(tp) < end[tp] for tp in tps]):
-            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
-                latest = next((m.value for m in reversed(msgs) if m.key == key), latest)
+        async for msgs in read_to_end(consumer, topic):
+            latest = next((m.value for m in reversed(msgs) if m.key == key), latest)
         return latest
     except (KafkaError, OSError, TimeoutError) as exc:
         raise ServiceError(f"cannot read {topic} on {cfg.kafka.broker}: {exc!r}") from exc
