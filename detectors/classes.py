@@ -20,6 +20,8 @@ Definitions (docs/classification.md):
 
 from __future__ import annotations
 
+from typing import Any
+
 CLASSES: tuple[str, ...] = (
     "ai-chat-stream",
     "ai-api",
@@ -43,3 +45,27 @@ def is_ai(name: str) -> bool:
     (True, False)
     """
     return name in AI_CLASSES
+
+
+def class_scores(confusion: Any) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per class from a (true x predicted) confusion
+    matrix; classes neither present nor predicted are left out.
+
+    >>> import numpy as np
+    >>> cm = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    >>> cm[0, 0], cm[0, 1], cm[1, 1] = 3, 1, 2
+    >>> s = class_scores(cm)
+    >>> round(s["ai-chat-stream"]["recall"], 2), round(s["ai-api"]["precision"], 2), len(s)
+    (0.75, 0.67, 2)
+    """
+    out = {}
+    for i, name in enumerate(CLASSES):
+        tp = float(confusion[i, i])
+        support, predicted = float(confusion[i].sum()), float(confusion[:, i].sum())
+        if support == 0 and predicted == 0:
+            continue
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        out[name] = {"precision": p, "recall": r, "f1": f1, "support": int(support)}
+    return out

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 from river import drift
 
-from detectors.classes import AI_CLASSES, CLASSES, INDEX
+from detectors.classes import AI_CLASSES, CLASSES, INDEX, class_scores
 from detectors.classifier import FlowClassifier
 from detectors.classify import Classified, TrafficClassifier
 from detectors.flows import Array, FlowBatch
@@ -170,16 +170,12 @@ class Classification:
                     self._drift_event("firing", before)
                 self.last_drift = now
         pairs = np.array(self.recent)
-        for k, name in enumerate(CLASSES):
-            tp = np.sum((pairs[:, 0] == k) & (pairs[:, 1] == k))
-            support, predicted_k = np.sum(pairs[:, 0] == k), np.sum(pairs[:, 1] == k)
-            if support == 0 and predicted_k == 0:
-                continue
-            p = tp / predicted_k if predicted_k else 0.0
-            r = tp / support if support else 0.0
-            self.metrics.precision.labels(name).set(p)
-            self.metrics.recall.labels(name).set(r)
-            self.metrics.f1.labels(name).set(2 * p * r / (p + r) if p + r else 0.0)
+        k = len(CLASSES)
+        confusion = np.bincount(pairs[:, 0] * k + pairs[:, 1], minlength=k * k).reshape(k, k)
+        for name, score in class_scores(confusion).items():
+            self.metrics.precision.labels(name).set(score["precision"])
+            self.metrics.recall.labels(name).set(score["recall"])
+            self.metrics.f1.labels(name).set(score["f1"])
 
     def _drift_event(self, status: str, before: float) -> None:
         if self.alert is None or self.drift_since is None:

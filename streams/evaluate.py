@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from detectors.catalog import EndpointCatalog
-from detectors.classes import AI_CLASSES, CLASSES, INDEX
+from detectors.classes import AI_CLASSES, CLASSES, INDEX, class_scores
 from detectors.classify import TrafficClassifier
 from detectors.flows import FORMATS, Array, FlowBatch
 from streams.errors import InferwatchError
@@ -87,18 +87,7 @@ class Report:
     rate_errors: list[float] = field(default_factory=list)
 
     def per_class(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for i, name in enumerate(CLASSES):
-            tp = self.confusion[i, i]
-            support = self.confusion[i].sum()
-            predicted = self.confusion[:, i].sum()
-            if support == 0 and predicted == 0:
-                continue
-            p = tp / predicted if predicted else 0.0
-            r = tp / support if support else 0.0
-            f1 = 2 * p * r / (p + r) if p + r else 0.0
-            out[name] = {"precision": p, "recall": r, "f1": f1, "support": int(support)}
-        return out
+        return class_scores(self.confusion)
 
     def macro_f1(self) -> float:
         present = [v["f1"] for v in self.per_class().values() if v["support"] > 0]
