@@ -146,11 +146,20 @@ def _answer(p: _Packets, where: Array) -> tuple[Array, Array, Array]:
     return count, np.diff(t)[keep], rec[1:][keep]
 
 
-def qoe(batch: FlowBatch) -> dict[str, Array]:
+class _Answers:
+    """A batch's data packets, and per flow its think pause and answer: what the features and
+    the QoE estimates both read, computed once."""
+
+    def __init__(self, batch: FlowBatch) -> None:
+        self.p = _Packets(batch)
+        self.pause, where = _think(self.p)
+        self.count, self.gaps, self.grec = _answer(self.p, where)
+
+
+def qoe(batch: FlowBatch, answers: _Answers | None = None) -> dict[str, Array]:
     """AI QoE estimates per flow (NaN without packet summaries or without an answer)."""
-    p = _Packets(batch)
-    pause, where = _think(p)
-    _, gaps, grec = _answer(p, where)
+    a = answers or _Answers(batch)
+    p, pause, gaps, grec = a.p, a.pause, a.gaps, a.grec
     med = _seg(gaps, grec, p.n, 0.5)
     span = np.bincount(grec, weights=gaps, minlength=p.n)
     n_gaps = np.bincount(grec, minlength=p.n).astype(np.float64)
@@ -161,11 +170,22 @@ def qoe(batch: FlowBatch) -> dict[str, Array]:
     return {"ttft_s": pause, "token_gap_s": med, "tokens_per_s": rate, "stalls": stalls}
 
 
-def behaviour_features(batch: FlowBatch) -> Array:
-    """The (n, len(FEATURES)) matrix of behaviour features; NaN becomes -1 (never a value)."""
+def features_and_qoe(
+    batch: FlowBatch, counters: FlowBatch | None = None
+) -> tuple[Array, dict[str, Array]]:
+    """``behaviour_features`` and ``qoe`` of a batch with one pass over its packets; the
+    counter features from ``counters`` (the same records, e.g. directions joined) if given."""
+    answers = _Answers(batch)
+    return behaviour_features(counters or batch, answers), qoe(batch, answers)
+
+
+def behaviour_features(batch: FlowBatch, answers: _Answers | None = None) -> Array:
+    """The (n, len(FEATURES)) matrix of behaviour features; NaN becomes -1 (never a value).
+    ``answers``: the packet view of a batch with these records' packet summaries."""
     n = len(batch)
     f = flow_features(batch)
-    p = _Packets(batch)
+    a = answers or _Answers(batch)
+    p = a.p
     cols: dict[str, Array] = {
         "udp": (batch.proto == 17).astype(np.float64),
         "log_duration": np.log10(f["duration"] + 1e-3),
@@ -207,10 +227,9 @@ def behaviour_features(batch: FlowBatch) -> Array:
             )  # fmt: skip
             std = np.sqrt(np.clip(sq - mean * mean, 0, None))
             cols["data_gap_cv_rev"] = np.divide(std, mean, out=np.full(n, np.nan), where=mean > 0)
-    pause, where = _think(p)
-    count, gaps, grec = _answer(p, where)
+    count, gaps, grec = a.count, a.gaps, a.grec
     span = np.bincount(grec, weights=gaps, minlength=n)
-    cols["think_pause"] = pause
+    cols["think_pause"] = a.pause
     cols["turns"] = np.bincount(p.rec[1:][p.turn], minlength=n).astype(np.float64)
     cols["answer_packets"] = count
     cols["answer_rate"] = np.divide(

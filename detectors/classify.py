@@ -12,7 +12,7 @@ strong (a video CDN name on a flow that behaves like a bulk download stays bulk 
 is sure). Before the model has learned anything, the prior alone decides.
 
 Learning: ``learn`` takes labelled flows (operators' feedback, or the lab's ground truth);
-``catalog_labels`` are the labels the catalog gives with confidence (entries naming one class)
+``confident_labels`` are the labels the catalog gives with confidence (entries naming one class)
 for the worker to learn from when nobody gives feedback.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.behaviour import behaviour_features, qoe
+from detectors.behaviour import features_and_qoe
 from detectors.catalog import FAMILY, NONE, EndpointCatalog
 from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
 from detectors.classifier import FlowClassifier
@@ -39,6 +39,7 @@ class Classified:
     by_name: Array  # bool: the catalog's prior applied
     features: Array  # the behaviour features (for learning)
     qoe: dict[str, Array]
+    catalog: Array  # per record: the catalog's label code (FAMILY for "ai"), or NONE
 
 
 def catalog_prior(codes: Array) -> Array:
@@ -109,11 +110,13 @@ class TrafficClassifier:
         self.names = names
 
     def classify(self, batch: FlowBatch) -> Classified:
-        features = behaviour_features(join_directions(batch))
+        features, estimates = features_and_qoe(batch, join_directions(batch))
         proba = self.model.predict_proba(features)
         by_name = np.zeros(len(batch), dtype=bool)
-        if self.names and len(self.catalog) and len(batch):
-            codes = self.catalog.match(batch).label
+        codes = np.full(len(batch), NONE, dtype=np.int64)
+        if len(self.catalog) and len(batch):
+            codes = self.catalog.match(batch).label  # also what the catalog teaches
+        if self.names:
             by_name = codes != NONE
             if by_name.any():
                 if self.model.learned == 0:  # nothing learned yet: the names alone
@@ -125,14 +128,12 @@ class TrafficClassifier:
         if len(batch) and self.model.learned == 0:
             label = np.where(by_name, label, OTHER)
         best = proba[np.arange(len(batch)), label] if len(batch) else np.zeros(0)
-        return Classified(label, best, by_name, features, qoe(batch))
+        return Classified(label, best, by_name, features, estimates, codes)
 
     def learn(self, features: Array, labels: Array, budget: int | None = None) -> int:
         return self.model.learn(features, labels, budget)
 
-    def catalog_labels(self, batch: FlowBatch) -> Array:
-        """The class the catalog gives each record with confidence (one-class entries), or -1."""
-        if not len(self.catalog):
-            return np.full(len(batch), NONE, dtype=np.int64)
-        codes = self.catalog.match(batch).label
-        return np.where((codes >= 0) & (codes < FAMILY), codes, NONE)
+
+def confident_labels(codes: Array) -> Array:
+    """The class the catalog gives each record with confidence (one-class entries), or -1."""
+    return np.where((codes >= 0) & (codes < FAMILY), codes, NONE)

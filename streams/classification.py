@@ -31,7 +31,7 @@ from river import drift
 
 from detectors.classes import AI_CLASSES, CLASSES, INDEX, class_scores
 from detectors.classifier import FlowClassifier
-from detectors.classify import Classified, TrafficClassifier
+from detectors.classify import Classified, TrafficClassifier, confident_labels
 from detectors.flows import Array, FlowBatch
 from streams.alerts import alert_event
 from streams.config import ClassifyConfig, resolve_path
@@ -113,7 +113,7 @@ class Classification:
         result = self.clf.classify(batch)
         self._count(result)
         self._qoe(result, links)
-        labels = self.clf.catalog_labels(batch)
+        labels = confident_labels(result.catalog)
         self._learn(result, labels, "catalog")
         return result
 
