@@ -394,6 +394,43 @@ def eval_classify(
         json_out.write_bytes(data + b"\n")
 
 
+@eval_group.command("anomaly")
+@click.option(
+    "--corpus", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A NAB-format corpus: data/<category>/*.csv (timestamp,value) and optional labels/.",
+)  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Write timestamp,value,anomaly_score per series here, same layout.")  # fmt: skip
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Take the detector's parameters from this config (anomaly.detector).",
+)  # fmt: skip
+@click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the report as JSON here ('-': only JSON, to stdout).")  # fmt: skip
+def eval_anomaly(
+    corpus: Path, out: Path | None, config_path: Path | None, json_out: Path | None
+) -> None:
+    """Run the worker's anomaly detector over every series of a NAB-format corpus, strictly
+    online; write the scores and, when the corpus has labels, print the NAB scores of the
+    standard, reward-low-FP and reward-low-FN profiles (docs/anomaly.md)."""
+    import orjson
+
+    from streams.anomaly_eval import run_anomaly_eval
+
+    try:
+        cfg = load_config(config_path)
+        report = run_anomaly_eval(corpus, out, cfg.anomaly.detector.build)
+    except (InferwatchError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    data = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2)
+    if str(json_out) == "-":
+        click.echo(data.decode())
+        return
+    click.echo(report.text())
+    if json_out is not None:
+        json_out.write_bytes(data + b"\n")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks against a real broker (see bench/README.md)."""

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from detectors.anomaly import NoveltyDetector
 from streams.errors import ConfigError
 
 ENV_PREFIX = "INFERWATCH_"
@@ -165,6 +166,44 @@ class ClassifyConfig(_Section):
         return "off" if v is False else v  # YAML (and so INFERWATCH_*) reads a bare off as false
 
 
+SeriesName = Literal["bytes", "packets", "flows", "ai_share"]
+SERIES_NAMES: tuple[SeriesName, ...] = ("bytes", "packets", "flows", "ai_share")
+
+
+class DetectorConfig(_Section):
+    """Parameters of detectors.anomaly.NoveltyDetector: one configuration for every series."""
+
+    window: int = Field(6, ge=2, description="points per pattern")
+    memory: int = Field(4000, ge=10, description="past patterns compared with the current one")
+    warmup: int = Field(150, ge=1, description="points that fix the value range; no score before")
+    short: int = Field(5, ge=1, description="novelties averaged for the likelihood")
+    long: int = Field(8000, ge=50, description="novelties behind the likelihood's distribution")
+    fire: float = Field(1.5, gt=0, description="-log10 tail probability where the level is 0.5")
+    hold: int = Field(50, ge=0, description="points without a new onset after one")
+
+    def build(self) -> NoveltyDetector:
+        return NoveltyDetector(**self.model_dump())
+
+
+class AnomalyConfig(_Section):
+    enabled: bool = Field(True, description="score each link series and raise anomaly events")
+    series: list[SeriesName] = Field(default_factory=lambda: list(SERIES_NAMES))
+    detector: DetectorConfig = DetectorConfig()
+    threshold: float = Field(0.5, gt=0, lt=1, description="onset score that starts an anomaly")
+    min_windows: int = Field(1, ge=1, description="windows at or above threshold before it fires")
+    resolve_level: float = Field(0.3, ge=0, lt=1, description="level under which it may resolve")
+    resolve_windows: int = Field(6, ge=1, description="windows under resolve_level to resolve")
+    checkpoint: Literal["kafka", "off"] = "kafka"
+    checkpoint_topic: str = "anomaly.v1"
+    checkpoint_seconds: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> AnomalyConfig:
+        if self.resolve_level > self.threshold:
+            raise ValueError("resolve_level must not exceed threshold")
+        return self
+
+
 class ReceiverConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(pattern=r"^https?://")
@@ -206,6 +245,7 @@ class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    anomaly: AnomalyConfig = AnomalyConfig()
     dispatch: DispatchConfig = DispatchConfig()
     worker: WorkerConfig = WorkerConfig()
     ingest: IngestConfig = IngestConfig()

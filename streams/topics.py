@@ -35,6 +35,8 @@ def wanted_topics(cfg: Config) -> list[NewTopic]:
         NewTopic(cfg.classify.feedback_topic, 1, 1),
         NewTopic(cfg.classify.checkpoint_topic, 1, 1, topic_configs={
             "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
+        NewTopic(cfg.anomaly.checkpoint_topic, 1, 1, topic_configs={
+            "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
     ]  # fmt: skip
 
 
@@ -65,22 +67,34 @@ async def read_to_end(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[l
             yield msgs
 
 
-async def read_latest(cfg: Config, topic: str, key: bytes, wait: float = 30.0) -> bytes | None:
-    """The last value under ``key`` in ``topic`` (read to its end; for small compacted topics)."""
+async def read_compacted(cfg: Config, topic: str, wait: float = 30.0) -> dict[bytes, bytes]:
+    """The last value of every key in ``topic`` (read to its end; for compacted state topics).
+    A key whose last value is empty (a tombstone) is left out."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=cfg.kafka.broker, client_id=f"{cfg.kafka.client_id}-restore",
         enable_auto_commit=False, max_partition_fetch_bytes=64 << 20, fetch_max_bytes=64 << 20,
     )  # fmt: skip
     try:
         await asyncio.wait_for(consumer.start(), wait)
-        latest = None
+        latest: dict[bytes, bytes] = {}
         async for msgs in read_to_end(consumer, topic):
-            latest = next((m.value for m in reversed(msgs) if m.key == key), latest)
+            for m in msgs:
+                if m.key is None:
+                    continue
+                if m.value:
+                    latest[m.key] = m.value
+                else:
+                    latest.pop(m.key, None)
         return latest
     except (KafkaError, OSError, TimeoutError) as exc:
         raise ServiceError(f"cannot read {topic} on {cfg.kafka.broker}: {exc!r}") from exc
     finally:
         await consumer.stop()
+
+
+async def read_latest(cfg: Config, topic: str, key: bytes, wait: float = 30.0) -> bytes | None:
+    """The last value under ``key`` in ``topic``."""
+    return (await read_compacted(cfg, topic, wait)).get(key)
 
 
 async def ensure_topics(cfg: Config, wait: float = 30.0) -> list[str]:

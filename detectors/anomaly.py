@@ -1,0 +1,213 @@
+"""Streaming anomaly detection on one numeric series: pattern novelty with a learned likelihood.
+
+The contract (``SeriesDetector``): ``score_one(x, t)`` scores a new point without learning it,
+in [0, 1], high = anomalous; ``learn_one(x, t)`` then learns it. Strictly online: a score at
+time t uses only points up to t. Parameters are stored as passed; the detector holds no
+randomness, and pickles (``dumps``/``loads``) for checkpoints.
+
+How ``NoveltyDetector`` scores a point:
+
+1. **Range.** The first ``warmup`` points fix the value range; values are scaled by it (not
+   clipped: a value far outside the learned range is itself novel). No score in warm-up.
+2. **Pattern novelty.** The last ``window`` scaled values form a pattern; its novelty is the
+   root-mean-square distance to the nearest of the last ``memory`` patterns seen before it
+   (patterns overlapping the current one are excluded, so it is not its own neighbour).
+3. **Likelihood.** Novelty is noisy and its normal level differs per series, so the detector
+   compares the mean novelty of the last ``short`` points with the distribution (mean, standard
+   deviation) of the last ``long`` novelties: ``L = -log10`` of the normal upper-tail
+   probability of that mean. ``level = L / (L + fire)``: 0.5 exactly at the firing level.
+4. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
+   the detector fires, and for the next ``hold`` points its score is 0 (the same anomaly is not
+   reported again and again). ``level`` keeps the unsuppressed value, for gauges and for
+   deciding when an anomaly has ended.
+
+One configuration serves every series (see docs/anomaly.md for how it was chosen and how it
+scores on the Numenta Anomaly Benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Protocol
+
+import numpy as np
+
+from detectors.flows import Array
+
+_SQRT2 = math.sqrt(2.0)
+_LN10 = math.log(10.0)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+FORMAT = 1  # of dumps()
+
+
+class SeriesDetector(Protocol):
+    def score_one(self, x: float, t: float | None = None) -> float: ...
+
+    def learn_one(self, x: float, t: float | None = None) -> None: ...
+
+
+def upper_tail_log10(z: float) -> float:
+    """-log10 of the standard normal upper-tail probability at z (0 for z <= 0), without the
+    saturation of 1 - cdf: asymptotic beyond z = 8."""
+    if z <= 0.0:
+        return 0.0
+    if z < 8.0:
+        return -math.log10(0.5 * math.erfc(z / _SQRT2))
+    return (0.5 * z * z + math.log(z) + _HALF_LOG_2PI) / _LN10
+
+
+class NoveltyDetector:
+    """Pattern novelty through a learned likelihood (module docstring)."""
+
+    def __init__(
+        self,
+        window: int = 12,
+        memory: int = 2000,
+        warmup: int = 50,
+        short: int = 8,
+        long: int = 2000,
+        fire: float = 1.5,
+        hold: int = 50,
+    ) -> None:
+        if min(window, memory, warmup, short, long, hold + 1) < 1 or fire <= 0:
+            raise ValueError(
+                "window, memory, warmup, short, long must be >= 1, hold >= 0, fire > 0"
+            )
+        self.window = window
+        self.memory = memory
+        self.warmup = warmup
+        self.short = short
+        self.long = long
+        self.fire = fire
+        self.hold = hold
+        self.seen = 0
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.recent = np.zeros(window)  # the last `window` raw values, oldest first
+        self.patterns = np.zeros((memory, window))  # ring of past scaled patterns
+        self.norms = np.zeros(memory)  # their squared norms
+        self.stored = 0
+        self.novelty = np.zeros(long)  # ring of past novelties
+        self.novelty_sum = 0.0
+        self.novelty_sq = 0.0
+        self.novelties = 0
+        self.short_ring = np.zeros(short)
+        self.cooldown = 0
+        self.level = 0.0
+        self._cached: tuple[float, float, float, float] | None = None  # (x, novelty, level, t)
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _pattern(self, x: float) -> Array | None:
+        if self.seen + 1 < self.window or self.seen < self.warmup:
+            return None
+        span = self.hi - self.lo
+        if span <= 0.0:
+            span = abs(self.hi) or 1.0
+        p = np.empty(self.window)
+        p[:-1] = self.recent[1:]
+        p[-1] = x
+        return (p - self.lo) / span
+
+    def _novelty(self, p: Array) -> float:
+        """RMS distance to the nearest stored pattern that does not overlap ``p``."""
+        usable = self.stored - (self.window - 1)  # the newest window-1 patterns overlap p
+        if usable <= 0:
+            return math.nan
+        n = min(self.stored, self.memory)
+        if self.stored <= self.memory:
+            idx = slice(0, usable)
+            d2 = self.norms[idx] - 2.0 * (self.patterns[idx] @ p)
+        else:
+            d2 = self.norms - 2.0 * (self.patterns @ p)
+            head = self.stored % self.memory  # next write position; newest are just before it
+            for k in range(1, self.window):
+                d2[(head - k) % n] = math.inf
+        best = float(d2.min()) + float(p @ p)
+        return math.sqrt(max(best, 0.0) / self.window)
+
+    def _level(self, novelty: float) -> float:
+        if math.isnan(novelty) or self.novelties < 50:
+            return 0.0
+        count = min(self.novelties, self.long)
+        mean = self.novelty_sum / count
+        var = max(self.novelty_sq / count - mean * mean, 0.0)
+        oldest = (
+            self.short_ring[self.novelties % self.short] if self.novelties >= self.short else 0.0
+        )
+        k = min(self.novelties + 1, self.short)
+        recent = (self.short_ring.sum() - oldest + novelty) / k
+        z = (recent - mean) / (math.sqrt(var) + 1e-9)
+        lik = upper_tail_log10(z)
+        return lik / (lik + self.fire)
+
+    def _evaluate(self, x: float, t: float | None) -> tuple[float, float]:
+        key = -1.0 if t is None else t
+        if self._cached is not None and self._cached[0] == x and self._cached[3] == key:
+            return self._cached[1], self._cached[2]
+        p = self._pattern(x)
+        novelty = math.nan if p is None else self._novelty(p)
+        level = self._level(novelty)
+        self._cached = (x, novelty, level, key)
+        return novelty, level
+
+    def score_one(self, x: float, t: float | None = None) -> float:
+        if not math.isfinite(x):
+            return 0.0
+        _, level = self._evaluate(x, t)
+        return 0.0 if self.cooldown > 0 else level
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def learn_one(self, x: float, t: float | None = None) -> None:
+        if not math.isfinite(x):
+            return
+        novelty, level = self._evaluate(x, t)
+        self._cached = None
+        if self.seen < self.warmup:
+            self.lo, self.hi = min(self.lo, x), max(self.hi, x)
+        p = self._pattern(x)
+        self.recent[:-1] = self.recent[1:]
+        self.recent[-1] = x
+        self.seen += 1
+        if p is not None:
+            slot = self.stored % self.memory
+            self.patterns[slot] = p
+            self.norms[slot] = float(p @ p)
+            self.stored += 1
+        if not math.isnan(novelty):
+            slot = self.novelties % self.long
+            if self.novelties >= self.long:
+                old = self.novelty[slot]
+                self.novelty_sum -= old
+                self.novelty_sq -= old * old
+            self.novelty[slot] = novelty
+            self.novelty_sum += novelty
+            self.novelty_sq += novelty * novelty
+            if slot == self.long - 1:  # once per ring: drop the rounding the running sums gather
+                self.novelty_sum = float(self.novelty.sum())
+                self.novelty_sq = float(self.novelty @ self.novelty)
+            self.short_ring[self.novelties % self.short] = novelty
+            self.novelties += 1
+        self.level = level
+        if self.cooldown > 0:
+            self.cooldown -= 1
+        elif level >= 0.5:
+            self.cooldown = self.hold
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def dumps(self) -> bytes:
+        state = dict(self.__dict__)
+        state["_cached"] = None
+        return pickle.dumps((FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def loads(cls, data: bytes) -> NoveltyDetector:
+        fmt, state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic
+        if fmt != FORMAT:
+            raise ValueError(f"anomaly detector checkpoint format {fmt}, expected {FORMAT}")
+        det = cls.__new__(cls)
+        det.__dict__.update(state)
+        return det
