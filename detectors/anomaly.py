@@ -62,13 +62,13 @@ class NoveltyDetector:
 
     def __init__(
         self,
-        window: int = 12,
+        window: int = 20,
         memory: int = 2000,
-        warmup: int = 50,
-        short: int = 8,
-        long: int = 2000,
-        fire: float = 1.5,
-        hold: int = 50,
+        warmup: int = 150,
+        short: int = 10,
+        long: int = 8000,
+        fire: float = 1.0,
+        hold: int = 100,
     ) -> None:
         if min(window, memory, warmup, short, long, hold + 1) < 1 or fire <= 0:
             raise ValueError(
@@ -85,10 +85,10 @@ class NoveltyDetector:
         self.lo = math.inf
         self.hi = -math.inf
         self.recent = np.zeros(window)  # the last `window` raw values, oldest first
-        self.patterns = np.zeros((memory, window))  # ring of past scaled patterns
-        self.norms = np.zeros(memory)  # their squared norms
+        self.patterns = np.zeros((memory, window), np.float32)  # ring of past scaled patterns
+        self.norms = np.zeros(memory, np.float32)  # their squared norms
         self.stored = 0
-        self.novelty = np.zeros(long)  # ring of past novelties
+        self.novelty = np.zeros(long, np.float32)  # ring of past novelties
         self.novelty_sum = 0.0
         self.novelty_sq = 0.0
         self.novelties = 0
@@ -108,7 +108,7 @@ class NoveltyDetector:
         p = np.empty(self.window)
         p[:-1] = self.recent[1:]
         p[-1] = x
-        return (p - self.lo) / span
+        return ((p - self.lo) / span).astype(np.float32)
 
     def _novelty(self, p: Array) -> float:
         """RMS distance to the nearest stored pattern that does not overlap ``p``."""

@@ -173,13 +173,13 @@ SERIES_NAMES: tuple[SeriesName, ...] = ("bytes", "packets", "flows", "ai_share")
 class DetectorConfig(_Section):
     """Parameters of detectors.anomaly.NoveltyDetector: one configuration for every series."""
 
-    window: int = Field(6, ge=2, description="points per pattern")
-    memory: int = Field(4000, ge=10, description="past patterns compared with the current one")
+    window: int = Field(20, ge=2, description="points per pattern")
+    memory: int = Field(2000, ge=10, description="past patterns compared with the current one")
     warmup: int = Field(150, ge=1, description="points that fix the value range; no score before")
-    short: int = Field(5, ge=1, description="novelties averaged for the likelihood")
+    short: int = Field(10, ge=1, description="novelties averaged for the likelihood")
     long: int = Field(8000, ge=50, description="novelties behind the likelihood's distribution")
-    fire: float = Field(1.5, gt=0, description="-log10 tail probability where the level is 0.5")
-    hold: int = Field(50, ge=0, description="points without a new onset after one")
+    fire: float = Field(1.0, gt=0, description="-log10 tail probability where the level is 0.5")
+    hold: int = Field(100, ge=0, description="points without a new onset after one")
 
     def build(self) -> NoveltyDetector:
         return NoveltyDetector(**self.model_dump())

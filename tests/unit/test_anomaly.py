@@ -208,5 +208,5 @@ def test_nab_development_corpus_scores_stay_where_measured() -> None:
     assert len(series) == 20 and sum(len(w) for w in windows.values()) == 39
     report = run_anomaly_eval(NAB_DEV, None, Config().anomaly.detector.build)
     std = report.results["standard"].normalised
-    assert std >= 63.0, std  # measured 65.5 (docs/anomaly.md); a regression shows here
-    assert report.results["reward_low_FN_rate"].normalised >= 69.0
+    assert std >= 66.0, std  # measured 68.2 (docs/anomaly.md); a regression shows here
+    assert report.results["reward_low_FN_rate"].normalised >= 72.0
