@@ -33,6 +33,7 @@ from detectors.windows import (
     ClosedWindow,
     LinkWindows,
 )
+from streams.anomalies import LinkAnomalies
 from streams.anonymise import Anonymiser
 from streams.classification import Classification
 from streams.config import AnalysisConfig
@@ -123,6 +124,7 @@ class Analyzer:
         publish: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
         classification: Classification | None = None,
+        anomalies: LinkAnomalies | None = None,
     ) -> None:
         self.cfg = cfg
         self.catalog = links
@@ -132,6 +134,9 @@ class Analyzer:
         self.classification = classification
         if classification is not None:
             classification.alert = self._alert
+        self.anomalies = anomalies
+        if anomalies is not None:
+            anomalies.alert = self._alert
         self.cap = LinkCap(cfg.max_links)
         self.anonymiser = Anonymiser(
             cfg.anonymise,
@@ -178,6 +183,8 @@ class Analyzer:
         self.metrics.forget(link, CLASSES)
         if self.classification is not None:
             self.classification.metrics.forget(link, AI_CLASSES)
+        if self.anomalies is not None:
+            self.anomalies.forget(link)
         self.metrics.links.set(len(self.cap.admitted))
 
     # -- the work --------------------------------------------------------------------------
@@ -212,7 +219,7 @@ class Analyzer:
             self.metrics.late_bytes.inc(windows.late_bytes - late_b)
         for link in set(links.tolist()):
             self._owner[link] = partition
-        self._publish_windows(windows.close())
+        self._publish_windows(windows.close(), partition)
         self.metrics.links.set(len(self.cap.admitted))
         self.metrics.latency.observe_many(self.clock() - batch.ts_append)
 
@@ -220,7 +227,7 @@ class Analyzer:
         """Event time moved to ``watermark`` (a tick): close what is due, even without records."""
         windows = self._windows(partition)
         windows.add_watermark(watermark)
-        self._publish_windows(windows.close())
+        self._publish_windows(windows.close(), partition)
 
     def _count(self, links: Array, classes: Array, *cols: Array) -> None:
         code, index = factorize(list(zip(links.tolist(), classes.tolist(), strict=True)))
@@ -266,7 +273,7 @@ class Analyzer:
             self.metrics.evictions.labels("flows").inc(tt.flows.evicted - flows_before)
             self.metrics.evictions.labels("hosts").inc(tt.hosts.evicted - hosts_before)
 
-    def _publish_windows(self, closed: list[ClosedWindow]) -> None:
+    def _publish_windows(self, closed: list[ClosedWindow], partition: int) -> None:
         if not closed:
             return
         latest: dict[str, ClosedWindow] = {}
@@ -275,6 +282,8 @@ class Analyzer:
             latest[c.link] = c  # closed windows come in time order per link
             if self.publish is not None:
                 self.publish("series", window_record(c, w))
+            if self.anomalies is not None:
+                self.anomalies.observe(c, partition)
         m = self.metrics
         for link, c in latest.items():
             for k, cls in enumerate(CLASSES):

@@ -23,11 +23,12 @@ import orjson
 from faust.types import TP
 
 from streams.analysis import Analyzer
+from streams.anomalies import LinkAnomalies
 from streams.classification import Classification, FeedbackDecoder
 from streams.config import Config
 from streams.continuity import Continuity
 from streams.metrics import IngestMetrics
-from streams.topics import read_latest
+from streams.topics import read_compacted, read_latest
 from streams.wire import TICK_KEY, WireError, decode_batch, decode_tick
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,21 @@ def _restore(analyzer: Analyzer, partition: int, saved: bytes | None) -> int:
     return cp.offset
 
 
-async def _flush(pending: list[tuple[str, dict[str, Any]]], outputs: dict[str, Any]) -> None:
-    for kind, record in pending:
+async def _flush(
+    pending: list[tuple[str, dict[str, Any]]], outputs: dict[str, Any], metrics: IngestMetrics
+) -> None:
+    """Send what the analysis produced. A record that cannot be serialised (a bug) is logged,
+    counted and dropped: it must not stop the agent or come back on every restart."""
+    records, pending[:] = list(pending), []
+    for kind, record in records:
         key = str(record.get("link") or record.get("fingerprint") or "").encode()
-        await outputs[kind].send(key=key, value=orjson.dumps(record))
-    pending.clear()
+        try:
+            value = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            metrics.analysis_errors.inc()
+            log.exception("dropping an unserialisable %s record", kind)
+            continue
+        await outputs[kind].send(key=key, value=value)
 
 
 async def _save_model(classification: Classification, topic: Any, app_id: str) -> None:
@@ -79,6 +90,30 @@ async def _save_model(classification: Classification, topic: Any, app_id: str) -
     except Exception:  # a failed save must not stop the analysis; the next one retries
         classification.metrics.checkpoints.labels("failed").inc()
         log.exception("saving the classifier checkpoint failed")
+
+
+async def _resume_anomalies(cfg: Config, anomalies: LinkAnomalies, partition: int) -> None:
+    """Load the anomaly state of a flows.v1 partition's links (its partition of anomaly.v1)."""
+    try:
+        saved = await read_compacted(cfg, cfg.anomaly.checkpoint_topic, partitions=[partition])
+    except Exception:  # the links start their detectors afresh rather than stop the worker
+        anomalies.metrics.checkpoints.labels("unreadable").inc()
+        log.exception("partition %d: could not read the anomaly checkpoints", partition)
+        return
+    anomalies.load(saved)
+    if saved:
+        log.info("partition %d: anomaly state of %d links read", partition, len(saved))
+
+
+async def _save_anomalies(anomalies: LinkAnomalies, topic: Any, only: int | None = None) -> None:
+    for partition, link, state in anomalies.checkpoints(only):
+        try:
+            await topic.send(key=link, value=state, partition=partition)
+            anomalies.metrics.checkpoints.labels("written").inc()
+        except Exception:  # the next checkpoint retries; the analysis goes on
+            anomalies.metrics.checkpoints.labels("failed").inc()
+            anomalies.dirty.add(link.decode())
+            log.exception("saving the anomaly checkpoint of link %s failed", link.decode())
 
 
 def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.App:
@@ -111,6 +146,10 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     }
     model_topic = app.topic(cfg.classify.checkpoint_topic, value_serializer="raw")
     classification = analyzer.classification
+    anomalies = analyzer.anomalies if cfg.anomaly.checkpoint == "kafka" else None
+    anomaly_topic = app.topic(
+        cfg.anomaly.checkpoint_topic, value_serializer="raw", key_serializer="raw"
+    )
     windows = app.Table(
         "link-windows",
         default=None,
@@ -162,6 +201,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             if not continuity.knows(partition):
                 saved = windows.get(_key(partition))
                 continuity.restore(partition, _restore(analyzer, partition, saved))
+                if anomalies is not None:
+                    await _resume_anomalies(cfg, anomalies, partition)
             if not await continuity.admit(partition, offset):
                 continue  # already in the state, or waiting for a re-read of what is missing
             try:
@@ -184,9 +225,11 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             continuity.applied(partition, offset)
             checkpoint = _Checkpoint(offset, analyzer.checkpoint(partition))
             windows[_key(partition)] = msgspec.msgpack.encode(checkpoint)
-            await _flush(pending, outputs)
+            await _flush(pending, outputs, metrics)
             if classification is not None and classification.checkpoint_due():
                 await _save_model(classification, model_topic, k.app_id)
+            if anomalies is not None and anomalies.checkpoint_due():
+                await _save_anomalies(anomalies, anomaly_topic)
 
     if classification is not None:
         feedback = app.topic(cfg.classify.feedback_topic, value_serializer="raw")
@@ -203,6 +246,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
         for tp in revoked:
             if tp.topic == k.topics.flows:
+                if anomalies is not None:  # the next owner resumes from the latest state
+                    await _save_anomalies(anomalies, anomaly_topic, only=tp.partition)
                 analyzer.revoke(tp.partition)
                 continuity.forget(tp.partition)
 

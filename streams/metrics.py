@@ -266,6 +266,55 @@ class LinkMetrics:
                 m3.remove(link)
 
 
+class AnomalyMetrics:
+    """Anomaly detection on link series. Labels: link (the bounded link set), series (the
+    configured list, at most four), status (firing, resolved), outcome (a fixed few)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.score = Gauge(
+            "inferwatch_link_anomaly_score",
+            "Anomaly level of a link series at its last closed window (0..1; 0.5: firing level).",
+            ["link", "series"],
+            registry=registry,
+        )
+        self.active = Gauge(
+            "inferwatch_link_anomaly_active",
+            "1 while an anomaly event is open on the link series, else 0.",
+            ["link", "series"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "inferwatch_anomaly_events",
+            "Anomaly events published to alerts.v1, per status.",
+            ["status"],
+            registry=registry,
+        )
+        self.links = Gauge(
+            "inferwatch_anomaly_links", "Links with anomaly detectors on this worker.",
+            registry=registry,
+        )  # fmt: skip
+        self.skipped = Counter(
+            "inferwatch_anomaly_windows_skipped",
+            "Closed windows the detectors had already learned (state restored past them).",
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            "inferwatch_anomaly_checkpoints",
+            "Anomaly detector checkpoints per outcome (written, failed, restored, unreadable).",
+            ["outcome"],
+            registry=registry,
+        )
+        for status in ("firing", "resolved"):
+            self.events.labels(status)
+        for outcome in ("written", "failed", "restored", "unreadable"):
+            self.checkpoints.labels(outcome)
+
+    def forget(self, link: str, series: str) -> None:
+        for metric in (self.score, self.active):
+            with contextlib.suppress(KeyError):
+                metric.remove(link, series)
+
+
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
 RATE_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0, 200.0)
 GAP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -35,7 +35,7 @@ def wanted_topics(cfg: Config) -> list[NewTopic]:
         NewTopic(cfg.classify.feedback_topic, 1, 1),
         NewTopic(cfg.classify.checkpoint_topic, 1, 1, topic_configs={
             "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
-        NewTopic(cfg.anomaly.checkpoint_topic, 1, 1, topic_configs={
+        NewTopic(cfg.anomaly.checkpoint_topic, k.flows_partitions, 1, topic_configs={
             "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
     ]  # fmt: skip
 
@@ -53,10 +53,14 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     return [TopicPartition(topic, p) for p in sorted(parts or ())]
 
 
-async def read_to_end(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[list[Any]]:
-    """Every message of ``topic`` from the beginning to the end offsets of now, in batches
-    (no consumer group: the started ``consumer`` is assigned every partition)."""
+async def read_to_end(
+    consumer: AIOKafkaConsumer, topic: str, partitions: Sequence[int] | None = None
+) -> AsyncIterator[list[Any]]:
+    """Every message of ``topic`` (or of some of its partitions) from the beginning to the end
+    offsets of now, in batches (no consumer group: the started ``consumer`` is assigned them)."""
     tps = await topic_partitions(consumer, topic)
+    if partitions is not None:
+        tps = [tp for tp in tps if tp.partition in partitions]
     if not tps:
         return
     consumer.assign(tps)
@@ -67,9 +71,11 @@ async def read_to_end(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[l
             yield msgs
 
 
-async def read_compacted(cfg: Config, topic: str, wait: float = 30.0) -> dict[bytes, bytes]:
-    """The last value of every key in ``topic`` (read to its end; for compacted state topics).
-    A key whose last value is empty (a tombstone) is left out."""
+async def read_compacted(
+    cfg: Config, topic: str, wait: float = 30.0, partitions: Sequence[int] | None = None
+) -> dict[bytes, bytes]:
+    """The last value of every key in ``topic`` or some of its partitions (read to the end; for
+    compacted state topics). A key whose last value is empty (a tombstone) is left out."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=cfg.kafka.broker, client_id=f"{cfg.kafka.client_id}-restore",
         enable_auto_commit=False, max_partition_fetch_bytes=64 << 20, fetch_max_bytes=64 << 20,
@@ -77,7 +83,7 @@ async def read_compacted(cfg: Config, topic: str, wait: float = 30.0) -> dict[by
     try:
         await asyncio.wait_for(consumer.start(), wait)
         latest: dict[bytes, bytes] = {}
-        async for msgs in read_to_end(consumer, topic):
+        async for msgs in read_to_end(consumer, topic, partitions):
             for m in msgs:
                 if m.key is None:
                     continue

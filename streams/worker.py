@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from streams import logs
 from streams.analysis import Analyzer
+from streams.anomalies import LinkAnomalies
 from streams.app import build_app
 from streams.classification import Classification
 from streams.config import Config, resolve_path
@@ -21,7 +22,13 @@ from streams.errors import ServiceError
 from streams.http import HttpService
 from streams.ingest.service import IngestService
 from streams.links import LinkCatalog
-from streams.metrics import ClassifierMetrics, IngestMetrics, LagCollector, LinkMetrics
+from streams.metrics import (
+    AnomalyMetrics,
+    ClassifierMetrics,
+    IngestMetrics,
+    LagCollector,
+    LinkMetrics,
+)
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -101,7 +108,15 @@ def run_worker(cfg: Config) -> None:
     classification = None
     if cfg.classify.enabled:
         classification = Classification(cfg.classify, ClassifierMetrics(registry))
-    analyzer = Analyzer(cfg.analysis, links, LinkMetrics(registry), classification=classification)
+    anomalies = None
+    if cfg.anomaly.enabled:
+        anomalies = LinkAnomalies(
+            cfg.anomaly, AnomalyMetrics(registry), cfg.analysis.window_seconds
+        )
+    analyzer = Analyzer(
+        cfg.analysis, links, LinkMetrics(registry),
+        classification=classification, anomalies=anomalies,
+    )  # fmt: skip
     app = build_app(cfg, metrics, analyzer)
     ingest = IngestService(cfg, metrics, links)
     LagCollector(ingest.lag, registry)

@@ -73,10 +73,15 @@ class Names:
     def model(self) -> str:
         return f"t{self.suffix}.classifier.v1"
 
+    @property
+    def anomaly(self) -> str:
+        return f"t{self.suffix}.anomaly.v1"
+
     def env(self) -> dict[str, str]:
         return {
             "INFERWATCH_CLASSIFY__FEEDBACK_TOPIC": self.labels,
             "INFERWATCH_CLASSIFY__CHECKPOINT_TOPIC": self.model,
+            "INFERWATCH_ANOMALY__CHECKPOINT_TOPIC": self.anomaly,
             "INFERWATCH_KAFKA__TOPICS__RAW": self.raw,
             "INFERWATCH_KAFKA__TOPICS__FLOWS": self.flows,
             "INFERWATCH_KAFKA__TOPICS__DLQ": self.dlq,

@@ -1,0 +1,266 @@
+"""Anomaly detection on each link's series, in the worker: gauges, events on alerts.v1, state.
+
+Every closed window of a link gives one point per configured series (``bytes``, ``packets`` and
+``flows`` per second, summed over classes and directions, and ``ai_share``, the AI classes'
+share of the link's bytes). Each (link, series) has its own ``NoveltyDetector`` of the one
+configuration (detectors/anomaly.py), which scores the point, then learns it.
+
+Events (``InferwatchLinkAnomaly`` on alerts.v1, with the observed value, an expected band,
+the score and the window as context) follow a small state machine per (link, series):
+
+* **firing** when the detector reports an onset (score >= ``threshold``) and the level stays
+  at or above ``threshold`` for ``min_windows`` windows in all;
+* it is not repeated while it lasts (and the detector reports no new onset for ``hold`` points);
+* **resolved** once the level has stayed under ``resolve_level`` for ``resolve_windows`` windows
+  (hysteresis: a level hovering around the threshold does not flap).
+
+The expected band is the exponentially weighted mean of the series +/- 3 standard deviations
+(about the last 30 windows), before the point. Detector and event state are saved per link to
+the compacted topic ``anomaly.v1`` every ``checkpoint_seconds``, into the partition of flows.v1
+that holds the link, so a worker taking a partition over reads only that partition's links.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors.anomaly import NoveltyDetector
+from detectors.classes import AI_CLASSES
+from detectors.classes import CLASSES as ALL_CLASSES
+from detectors.windows import BYTES_IN, BYTES_OUT, FLOWS, PACKETS_IN, PACKETS_OUT, ClosedWindow
+from streams.alerts import alert_event
+from streams.config import AnomalyConfig
+from streams.metrics import AnomalyMetrics
+
+log = logging.getLogger(__name__)
+
+ALERTNAME = "InferwatchLinkAnomaly"
+BAND_ALPHA = 1.0 / 30.0
+STATE_FORMAT = 2  # (format, last window start learned, {series: state})
+_AI = np.array([ALL_CLASSES.index(c) for c in AI_CLASSES])
+
+
+def series_values(c: ClosedWindow, window: float) -> dict[str, float]:
+    """The points a closed window gives each series."""
+    v = c.values
+    total_bytes = float(v[:, BYTES_IN].sum() + v[:, BYTES_OUT].sum())
+    ai_bytes = float(v[_AI, BYTES_IN].sum() + v[_AI, BYTES_OUT].sum())
+    return {
+        "bytes": total_bytes / window,
+        "packets": float(v[:, PACKETS_IN].sum() + v[:, PACKETS_OUT].sum()) / window,
+        "flows": float(v[:, FLOWS].sum()) / window,
+        "ai_share": ai_bytes / total_bytes if total_bytes > 0 else 0.0,
+    }
+
+
+@dataclass
+class Track:
+    """One (link, series): its detector, its expected band and its event state."""
+
+    det: NoveltyDetector
+    mean: float = math.nan
+    var: float = 0.0
+    above: int = 0  # windows at or above threshold since an onset (not yet firing)
+    below: int = 0  # windows under resolve_level while firing
+    since: float | None = None  # start of the firing anomaly's first window
+    peak: float = 0.0
+
+    def band(self) -> tuple[float, float]:
+        """mean +/- 3 standard deviations; every series is a rate or a share, so not below 0."""
+        if math.isnan(self.mean):
+            return math.nan, math.nan
+        sd = math.sqrt(self.var)
+        return max(self.mean - 3 * sd, 0.0), self.mean + 3 * sd
+
+    def learn_band(self, x: float) -> None:
+        if math.isnan(self.mean):
+            self.mean = x
+            return
+        d = x - self.mean
+        self.mean += BAND_ALPHA * d
+        self.var = (1 - BAND_ALPHA) * (self.var + BAND_ALPHA * d * d)
+
+
+@dataclass
+class LinkAnomalies:
+    cfg: AnomalyConfig
+    metrics: AnomalyMetrics
+    window: float
+    alert: Callable[[dict[str, Any]], None] | None = None
+    clock: Callable[[], float] = time.time
+    tracks: dict[str, dict[str, Track]] = field(default_factory=dict)
+    partition_of: dict[str, int] = field(default_factory=dict)
+    learned_upto: dict[str, float] = field(default_factory=dict)  # last window start learned
+    saved: dict[str, bytes] = field(default_factory=dict)  # restored, not yet claimed
+    dirty: set[str] = field(default_factory=set)
+    last_checkpoint: float = 0.0
+
+    # -- the work ------------------------------------------------------------------------------
+
+    def observe(self, c: ClosedWindow, partition: int) -> None:
+        """Score and learn a link's closed window; publish the events it causes. A window the
+        detectors already learned (state restored from a later point than the windows) is
+        skipped: no point is learned twice."""
+        tracks = self._tracks(c.link)
+        start = float(c.start)
+        if start <= self.learned_upto.get(c.link, -math.inf):
+            self.metrics.skipped.inc()
+            return
+        self.learned_upto[c.link] = start
+        self.partition_of[c.link] = partition
+        self.dirty.add(c.link)
+        values = series_values(c, self.window)
+        t = float(c.start) + self.window
+        for name in self.cfg.series:
+            tr, x = tracks[name], values[name]
+            band = (tr.mean, *tr.band())  # what was expected before this point
+            score = tr.det.score_one(x, t)
+            tr.det.learn_one(x, t)
+            tr.learn_band(x)
+            level = tr.det.level
+            self.metrics.score.labels(c.link, name).set(level)
+            self._step(c, name, tr, score, level, x, band)
+
+    def _step(
+        self, c: ClosedWindow, name: str, tr: Track, score: float, level: float,
+        x: float, band: tuple[float, float, float],
+    ) -> None:  # fmt: skip
+        cfg = self.cfg
+        if tr.since is None:
+            if score >= cfg.threshold or (tr.above and level >= cfg.threshold):
+                tr.above += 1
+                tr.peak = max(tr.peak, level)
+            else:
+                tr.above, tr.peak = 0, 0.0
+            if tr.above >= cfg.min_windows:
+                tr.since = float(c.start) - (tr.above - 1) * self.window
+                tr.above, tr.below = 0, 0
+                self.metrics.active.labels(c.link, name).set(1)
+                self._event("firing", c, name, tr, x, band, level)
+            return
+        tr.peak = max(tr.peak, level)
+        tr.below = tr.below + 1 if level < cfg.resolve_level else 0
+        if tr.below >= cfg.resolve_windows:
+            self._event("resolved", c, name, tr, x, band, level)
+            self.metrics.active.labels(c.link, name).set(0)
+            tr.since, tr.below, tr.peak = None, 0, 0.0
+
+    def _event(
+        self, status: str, c: ClosedWindow, name: str, tr: Track, x: float,
+        band: tuple[float, float, float], level: float,
+    ) -> None:  # fmt: skip
+        self.metrics.events.labels(status).inc()
+        if self.alert is None or tr.since is None:
+            return
+        labels = {"alertname": ALERTNAME, "severity": "warning", "link": c.link, "series": name}
+        mean, lo, hi = band
+        expected = f"{lo:.4g} to {hi:.4g}" if not math.isnan(lo) else "unknown"
+        if status == "firing":
+            summary = f"{name} on link {c.link} is anomalous: {x:.4g}, expected {expected}"
+        else:
+            summary = f"{name} on link {c.link} is back to normal: {x:.4g}"
+        start = float(c.start)
+        end = start + self.window
+        self.alert(alert_event(
+            status, labels,
+            {"summary": summary, "runbook": "docs/runbooks/link-anomaly.md"},
+            tr.since, end if status == "resolved" else None,
+            context={
+                "series": name, "observed": x, "expected": mean,
+                "expected_low": lo, "expected_high": hi,
+                "score": round(level, 4), "peak_score": round(tr.peak, 4),
+                "window_start": start, "window_seconds": self.window,
+            },
+        ))  # fmt: skip
+
+    # -- links ---------------------------------------------------------------------------------
+
+    def _tracks(self, link: str) -> dict[str, Track]:
+        tracks = self.tracks.get(link)
+        if tracks is not None:
+            return tracks
+        tracks = self._restore(link)
+        if tracks is None:
+            tracks = {name: Track(self.cfg.detector.build()) for name in self.cfg.series}
+        self.tracks[link] = tracks
+        self.metrics.links.set(len(self.tracks))
+        return tracks
+
+    def forget(self, link: str) -> None:
+        """The link is gone from this worker (idle, or its partition moved)."""
+        tracks = self.tracks.pop(link, None)
+        self.partition_of.pop(link, None)
+        self.learned_upto.pop(link, None)
+        self.dirty.discard(link)
+        if tracks is not None:
+            for name in tracks:
+                self.metrics.forget(link, name)
+        self.metrics.links.set(len(self.tracks))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def dumps(self, link: str) -> bytes:
+        state = {
+            name: (tr.det.dumps(), tr.mean, tr.var, tr.above, tr.below, tr.since, tr.peak)
+            for name, tr in self.tracks[link].items()
+        }
+        upto = self.learned_upto.get(link, -math.inf)
+        return pickle.dumps((STATE_FORMAT, upto, state), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, saved: dict[bytes, bytes]) -> None:
+        """Checkpoints read from anomaly.v1; each is claimed when its link's next window comes."""
+        for key, value in saved.items():
+            link = key.decode(errors="replace")
+            if link not in self.tracks:
+                self.saved[link] = value
+
+    def _restore(self, link: str) -> dict[str, Track] | None:
+        data = self.saved.pop(link, None)
+        if data is None:
+            return None
+        try:
+            fmt, upto, state = pickle.loads(data)  # noqa: S301 - our own checkpoints and topic
+            if fmt != STATE_FORMAT:
+                raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
+            tracks: dict[str, Track] = {}
+            for name in self.cfg.series:
+                det, mean, var, above, below, since, peak = state[name]
+                tracks[name] = Track(
+                    NoveltyDetector.loads(det), mean, var, above, below, since, peak
+                )
+                if since is not None:
+                    self.metrics.active.labels(link, name).set(1)
+        except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError) as exc:
+            # a bad checkpoint costs the link its history, not the worker
+            self.metrics.checkpoints.labels("unreadable").inc()
+            log.error("link %s: unreadable anomaly checkpoint (%r); starting fresh", link, exc)
+            return None
+        self.metrics.checkpoints.labels("restored").inc()
+        self.learned_upto[link] = float(upto)
+        return tracks
+
+    def checkpoint_due(self) -> bool:
+        return bool(self.dirty) and (
+            self.clock() - self.last_checkpoint >= self.cfg.checkpoint_seconds
+        )
+
+    def checkpoints(self, partition: int | None = None) -> list[tuple[int, bytes, bytes]]:
+        """(flows.v1 partition, link, state) of every link changed since the last call (of one
+        partition's links only, when it is given: the partition is leaving this worker)."""
+        links = [
+            lk for lk in sorted(self.dirty)
+            if lk in self.tracks and partition in (None, self.partition_of[lk])
+        ]  # fmt: skip
+        out = [(self.partition_of[lk], lk.encode(), self.dumps(lk)) for lk in links]
+        self.dirty.difference_update(links)
+        if partition is None:
+            self.last_checkpoint = self.clock()
+        return out

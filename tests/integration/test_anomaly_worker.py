@@ -1,0 +1,121 @@
+"""Anomaly detection in the worker against the real broker: a link fails while another carries
+on; the failure fires once on alerts.v1 with its context, the healthy link stays quiet, the
+score gauges are on /metrics, and the detector state survives a restart (the second worker
+resolves the anomaly the first one raised)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+
+import orjson
+import pytest
+
+from tests.kafka_util import create_topic, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+W = 10.0
+FAST = {  # a short warm-up so the test needs minutes of event time, not hours
+    "INFERWATCH_ANOMALY__DETECTOR__WINDOW": "6",
+    "INFERWATCH_ANOMALY__DETECTOR__MEMORY": "500",
+    "INFERWATCH_ANOMALY__DETECTOR__WARMUP": "30",
+    "INFERWATCH_ANOMALY__DETECTOR__SHORT": "3",
+    "INFERWATCH_ANOMALY__DETECTOR__LONG": "500",
+    "INFERWATCH_ANOMALY__DETECTOR__HOLD": "30",
+    "INFERWATCH_ANOMALY__RESOLVE_WINDOWS": "3",
+    "INFERWATCH_ANOMALY__CHECKPOINT_SECONDS": "0.5",
+    "INFERWATCH_ANOMALY__SERIES": "[bytes, flows]",
+    "INFERWATCH_CLASSIFY__ENABLED": "false",
+}
+
+
+def _records(t0: float, windows: range, failed: range, rng: random.Random) -> list[bytes]:
+    """Per 10-s window: a few flows on each of two links (exporter probe-1, interfaces 1 and
+    2), a daily-like swing with bursts on both; interface 2 carries nothing in ``failed``."""
+    out = []
+    for k in windows:
+        swing = 1 + 0.4 * math.sin(2 * math.pi * k / 40)
+        for iface in (1, 2):
+            if iface == 2 and k in failed:
+                continue
+            for _ in range(4 + (k % 3)):
+                start = t0 + k * W + rng.uniform(0, W - 1)
+                out.append(orjson.dumps({
+                    "schema": "inferwatch.flow/1", "ts_start": start,
+                    "ts_end": min(start + rng.uniform(0, 0.9), t0 + (k + 1) * W - 0.01),
+                    "src_ip": f"10.1.0.{rng.randint(1, 254)}", "dst_ip": "198.51.100.7",
+                    "src_port": rng.randint(1024, 65535), "dst_port": 443, "proto": 6,
+                    "bytes_fwd": 2000, "packets_fwd": 10,
+                    "bytes_rev": int(250_000 * swing * rng.uniform(0.8, 1.2)),
+                    "packets_rev": 200, "exporter": "probe-1", "iface_in": iface,
+                }))  # fmt: skip
+    return out
+
+
+def _anomaly_events(broker: str, topic: str) -> list[dict[str, object]]:
+    msgs = asyncio.run(read_all(broker, topic, 10_000, wait=3))
+    events = [orjson.loads(m.value) for m in msgs]
+    return [e for e in events if e["labels"]["alertname"] == "InferwatchLinkAnomaly"]
+
+
+def test_link_failure_fires_once_quiet_elsewhere_and_state_survives_restart(
+    broker, names, start_worker
+):
+    rng = random.Random(5)
+    t0 = math.floor(time.time() / W) * W - 200 * W  # 200 windows of history, ending now
+    failed = range(150, 170)
+    asyncio.run(create_topic(broker, names.raw, 1))  # one source: event time stays in order
+    first = _records(t0, range(160), failed, rng)
+    asyncio.run(produce(broker, names.raw, first))
+    env = {**FAST, "INFERWATCH_ANALYSIS__MAX_IDLE_WINDOWS": "1000"}
+    worker = start_worker(env)
+    worker.wait_total("inferwatch_analysed_records_total", len(first), timeout=90)
+
+    deadline = time.monotonic() + 60
+    events: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        events = _anomaly_events(broker, names.alerts)
+        if any(e["status"] == "firing" for e in events):
+            break
+    firing = [e for e in events if e["status"] == "firing"]
+    assert firing, worker.log()[-3000:]
+    # the failed link, not the healthy one
+    assert {e["labels"]["link"] for e in firing} == {"probe-1#2"}, firing  # type: ignore[index]
+    bytes_fire = [e for e in firing if e["labels"]["series"] == "bytes"]  # type: ignore[index]
+    assert len(bytes_fire) == 1
+    ctx = bytes_fire[0]["context"]
+    assert isinstance(ctx, dict)
+    onset = (ctx["window_start"] - t0) / W
+    assert 150 <= onset <= 156, ctx  # within 60 s of the failure
+    assert ctx["observed"] == 0.0 and ctx["expected"] > 50_000  # bytes/s the link carried
+    assert ctx["expected_low"] <= ctx["expected"] <= ctx["expected_high"]
+    assert worker.total("inferwatch_link_anomaly_active", link="probe-1#2", series="bytes") == 1
+    assert (
+        0 <= worker.total("inferwatch_link_anomaly_score", link="probe-1#1", series="bytes") < 0.5
+    )
+    worker.wait_total("inferwatch_anomaly_checkpoints_total", 2, outcome="written")
+    time.sleep(2)  # a tick or two: the state after the last window is saved too
+    assert worker.terminate() < 15
+
+    # the link comes back; a new worker resumes the detectors and resolves what the first raised
+    second = _records(t0, range(160, 200), failed, rng)
+    asyncio.run(produce(broker, names.raw, second))
+    worker2 = start_worker(env)
+    worker2.wait_total("inferwatch_analysed_records_total", len(second), timeout=90)
+    worker2.wait_total("inferwatch_anomaly_checkpoints_total", 2, outcome="restored")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        events = _anomaly_events(broker, names.alerts)
+        if any(e["status"] == "resolved" and e["labels"]["series"] == "bytes" for e in events):  # type: ignore[index]
+            break
+    bytes_events = [e for e in events if e["labels"]["series"] == "bytes"]  # type: ignore[index]
+    assert [e["status"] for e in bytes_events] == ["firing", "resolved"], [
+        (e["status"], e["labels"], e["context"]) for e in bytes_events
+    ]
+    assert bytes_events[0]["fingerprint"] == bytes_events[1]["fingerprint"]
+    assert worker2.total("inferwatch_anomaly_events_total", status="firing") == 0
+    assert worker2.total("inferwatch_link_anomaly_active", link="probe-1#2", series="bytes") == 0
+    worker2.terminate()

@@ -1,0 +1,143 @@
+"""Anomaly detection on link series in the worker: events, noise control, gauges, state."""
+
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from detectors.classes import CLASSES, INDEX
+from detectors.windows import BYTES_IN, BYTES_OUT, FIELDS, FLOWS, PACKETS_IN, ClosedWindow
+from streams.anomalies import ALERTNAME, LinkAnomalies, series_values
+from streams.config import AnomalyConfig, DetectorConfig
+from streams.metrics import AnomalyMetrics
+
+W = 10.0
+FAST = DetectorConfig(window=6, memory=500, warmup=30, short=3, long=500, fire=1.0, hold=30)
+
+
+def _window(k: int, rate: float, link: str = "r1:ge-0/0/1", ai: float = 0.2) -> ClosedWindow:
+    v = np.zeros((len(CLASSES), len(FIELDS)))
+    v[INDEX["other"], BYTES_IN] = rate * W * (1 - ai)
+    v[INDEX["ai-chat-stream"], BYTES_OUT] = rate * W * ai
+    v[INDEX["other"], PACKETS_IN] = rate * W / 1000
+    v[INDEX["other"], FLOWS] = 50 + (k % 3)
+    return ClosedWindow(link, 1_700_000_000.0 + k * W, v)
+
+
+def _traffic(n: int, seed: int = 1) -> list[float]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return list(1e6 * (1 + 0.3 * np.sin(2 * np.pi * t / 30)) + rng.normal(0, 2e4, n))
+
+
+def _anomalies(**kw: object) -> tuple[LinkAnomalies, list[dict[str, object]], CollectorRegistry]:
+    registry = CollectorRegistry()
+    events: list[dict[str, object]] = []
+    cfg = AnomalyConfig(detector=FAST, **kw)  # type: ignore[arg-type]
+    la = LinkAnomalies(cfg, AnomalyMetrics(registry), W, alert=events.append)
+    return la, events, registry
+
+
+def test_series_values() -> None:
+    v = series_values(_window(0, 1000.0, ai=0.25), W)
+    assert v["bytes"] == 1000.0 and v["ai_share"] == 0.25 and v["flows"] == 5.0
+    assert v["packets"] == 1.0
+
+
+def test_a_link_failure_fires_once_with_context_then_resolves() -> None:
+    la, events, registry = _anomalies(resolve_windows=3)
+    rates = _traffic(400)
+    rates[300:330] = [0.0] * 30  # the link fails for five minutes, then comes back
+    for k, r in enumerate(rates):
+        la.observe(_window(k, r), partition=3)
+    bytes_events = [e for e in events if e["labels"]["series"] == "bytes"]  # type: ignore[index]
+    statuses = [e["status"] for e in bytes_events]
+    assert statuses[:2] == ["firing", "resolved"], statuses
+    firing = bytes_events[0]
+    assert firing["labels"]["alertname"] == ALERTNAME  # type: ignore[index]
+    ctx = firing["context"]
+    assert isinstance(ctx, dict)
+    assert ctx["observed"] == 0.0 and ctx["expected"] > 5e5 and ctx["score"] >= 0.5
+    assert 0 <= ctx["expected_low"] <= ctx["expected"] <= ctx["expected_high"]
+    onset = (ctx["window_start"] - 1_700_000_000.0) / W
+    assert 300 <= onset <= 306  # within a minute of the failure
+    # quiet before the failure: nothing fired on the normal pattern
+    assert all(e["context"]["window_start"] >= 1_700_000_000.0 + 300 * W for e in events)  # type: ignore[index]
+    assert firing["fingerprint"] == bytes_events[1]["fingerprint"]
+    assert registry.get_sample_value(
+        "inferwatch_anomaly_events_total", {"status": "firing"}
+    ) == sum(1 for e in events if e["status"] == "firing")
+    score = registry.get_sample_value(
+        "inferwatch_link_anomaly_score", {"link": "r1:ge-0/0/1", "series": "bytes"}
+    )
+    assert score is not None and 0.0 <= score <= 1.0
+
+
+def test_min_windows_holds_back_a_blip_but_not_an_outage() -> None:
+    def bytes_firing(rates: list[float]) -> int:
+        la, events, _ = _anomalies(min_windows=9)
+        for k, r in enumerate(rates):
+            la.observe(_window(k, r), partition=0)
+        return sum(
+            1
+            for e in events
+            if e["labels"]["series"] == "bytes" and e["status"] == "firing"  # type: ignore[index]
+        )
+
+    blip = _traffic(400)
+    blip[300] = 0.0  # one empty window: novel for as long as a pattern holds it, not longer
+    outage = _traffic(400)
+    outage[300:330] = [0.0] * 30
+    assert bytes_firing(blip) == 0
+    assert bytes_firing(outage) == 1
+
+
+def test_state_survives_a_checkpoint_and_continues_identically() -> None:
+    rates = _traffic(400)
+    rates[300:330] = [0.0] * 30
+    a, ev_a, _ = _anomalies()
+    for k, r in enumerate(rates):
+        a.observe(_window(k, r), partition=2)
+    b, ev_b, _ = _anomalies()
+    for k, r in enumerate(rates[:305]):
+        b.observe(_window(k, r), partition=2)
+    assert b.checkpoint_due()
+    saved = {link: state for _, link, state in b.checkpoints()}
+    c, ev_c, reg_c = _anomalies()
+    c.load(saved)
+    c.observe(_window(304, rates[304]), partition=2)  # re-read after the checkpoint: skipped
+    assert reg_c.get_sample_value("inferwatch_anomaly_windows_skipped_total", {}) == 1
+    for k, r in enumerate(rates[305:], start=305):
+        c.observe(_window(k, r), partition=2)
+    assert [e["status"] for e in ev_b + ev_c] == [e["status"] for e in ev_a]
+    restored = {"outcome": "restored"}
+    assert reg_c.get_sample_value("inferwatch_anomaly_checkpoints_total", restored) == 1
+    # the anomaly fired before the checkpoint; restored as firing, it is resolved, not re-fired
+    open_in_b = {e["fingerprint"] for e in ev_b if e["status"] == "firing"}
+    first_in_c = {e["fingerprint"]: e["status"] for e in reversed(ev_c)}
+    assert open_in_b and set(first_in_c) == open_in_b
+    assert set(first_in_c.values()) == {"resolved"}
+
+
+def test_unreadable_checkpoint_starts_fresh_and_is_counted() -> None:
+    la, _, registry = _anomalies()
+    la.load({b"r1:ge-0/0/1": b"not a checkpoint"})
+    la.observe(_window(0, 1e6), partition=0)
+    assert (
+        registry.get_sample_value("inferwatch_anomaly_checkpoints_total", {"outcome": "unreadable"})
+        == 1
+    )
+    assert la.tracks["r1:ge-0/0/1"]["bytes"].det.seen == 1
+
+
+def test_forget_removes_the_link_series() -> None:
+    la, _, registry = _anomalies()
+    la.observe(_window(0, 1e6), partition=0)
+    la.forget("r1:ge-0/0/1")
+    assert (
+        registry.get_sample_value(
+            "inferwatch_link_anomaly_score", {"link": "r1:ge-0/0/1", "series": "bytes"}
+        )
+        is None
+    )
+    assert registry.get_sample_value("inferwatch_anomaly_links", {}) == 0
