@@ -171,7 +171,7 @@ class LinkAnomalies:
         end = start + self.window
         self.alert(alert_event(
             status, labels,
-            {"summary": summary, "runbook": "docs/runbooks/link-anomaly.md"},
+            {"summary": summary, "runbook_url": "docs/runbooks/InferwatchLinkAnomaly.md"},
             tr.since, end if status == "resolved" else None,
             context={
                 "series": name, "observed": x, "expected": mean,
