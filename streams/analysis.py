@@ -37,6 +37,7 @@ from streams.anomalies import LinkAnomalies
 from streams.anonymise import Anonymiser
 from streams.classification import Classification
 from streams.config import AnalysisConfig
+from streams.congestion import LinkCongestion
 from streams.links import LinkCatalog
 from streams.metrics import LinkMetrics
 
@@ -125,6 +126,7 @@ class Analyzer:
         clock: Callable[[], float] = time.time,
         classification: Classification | None = None,
         anomalies: LinkAnomalies | None = None,
+        congestion: LinkCongestion | None = None,
     ) -> None:
         self.cfg = cfg
         self.catalog = links
@@ -137,6 +139,9 @@ class Analyzer:
         self.anomalies = anomalies
         if anomalies is not None:
             anomalies.alert = self._alert
+        self.congestion = congestion
+        if congestion is not None:
+            congestion.alert = self._alert
         self.cap = LinkCap(cfg.max_links)
         self.anonymiser = Anonymiser(
             cfg.anonymise,
@@ -185,6 +190,8 @@ class Analyzer:
             self.classification.metrics.forget(link, AI_CLASSES)
         if self.anomalies is not None:
             self.anomalies.forget(link)
+        if self.congestion is not None:
+            self.congestion.forget(link)
         self.metrics.links.set(len(self.cap.admitted))
 
     # -- the work --------------------------------------------------------------------------
@@ -284,6 +291,8 @@ class Analyzer:
                 self.publish("series", window_record(c, w))
             if self.anomalies is not None:
                 self.anomalies.observe(c, partition)
+            if self.congestion is not None:
+                self.congestion.observe(c, self.catalog.capacity(c.link))
         m = self.metrics
         for link, c in latest.items():
             for k, cls in enumerate(CLASSES):

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from detectors.anomaly import NoveltyDetector
+from detectors.congestion import CongestionRule
 from streams.errors import ConfigError
 
 ENV_PREFIX = "INFERWATCH_"
@@ -204,6 +205,46 @@ class AnomalyConfig(_Section):
         return self
 
 
+class CongestionConfig(_Section):
+    """Congestion state and saturation forecast per link and direction (docs/congestion.md).
+    Durations are rounded to whole windows (analysis.window_seconds)."""
+
+    enabled: bool = True
+    warning_utilisation: float = Field(0.75, gt=0, le=2)
+    critical_utilisation: float = Field(0.90, gt=0, le=2)
+    hysteresis: float = Field(0.05, ge=0, lt=1, description="under the level by this to clear")
+    smoothing: float = Field(0.7, gt=0, le=1, description="weight of the newest window")
+    warning_seconds: float = Field(30.0, gt=0, description="at or above warning this long")
+    critical_seconds: float = Field(20.0, gt=0, description="at or above critical this long")
+    clear_seconds: float = Field(30.0, gt=0, description="under the level this long to clear")
+    trend_seconds: float = Field(300.0, gt=0, description="history the trend is fitted to")
+    season_slots: int = Field(96, ge=1, description="slots of the daily profile")
+    season_weight: float = Field(0.3, gt=0, le=1, description="weight of the newest day")
+    horizon_seconds: float = Field(3600.0, gt=0, description="how far the forecast looks")
+    lead_seconds: float = Field(300.0, gt=0, description="predicted when the ETA is under this")
+    predict_seconds: float = Field(90.0, gt=0, description="... for this long")
+
+    @model_validator(mode="after")
+    def _levels(self) -> CongestionConfig:
+        if self.warning_utilisation >= self.critical_utilisation:
+            raise ValueError("warning_utilisation must be under critical_utilisation")
+        return self
+
+    def rule(self, window: float) -> CongestionRule:
+        def n(seconds: float) -> int:
+            return max(1, round(seconds / window))
+
+        return CongestionRule(
+            warning=self.warning_utilisation, critical=self.critical_utilisation,
+            hysteresis=self.hysteresis, smoothing=self.smoothing,
+            warning_windows=n(self.warning_seconds), critical_windows=n(self.critical_seconds),
+            clear_windows=n(self.clear_seconds), trend_windows=max(3, n(self.trend_seconds)),
+            gamma=self.season_weight, season_slots=self.season_slots,
+            horizon=n(self.horizon_seconds), lead=n(self.lead_seconds),
+            predict_windows=n(self.predict_seconds),
+        )  # fmt: skip
+
+
 class ReceiverConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(pattern=r"^https?://")
@@ -246,6 +287,7 @@ class Config(_Section):
     analysis: AnalysisConfig = AnalysisConfig()
     classify: ClassifyConfig = ClassifyConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
+    congestion: CongestionConfig = CongestionConfig()
     dispatch: DispatchConfig = DispatchConfig()
     worker: WorkerConfig = WorkerConfig()
     ingest: IngestConfig = IngestConfig()

@@ -315,6 +315,43 @@ class AnomalyMetrics:
                 metric.remove(link, series)
 
 
+class CongestionMetrics:
+    """Congestion per link and direction. Labels: link (the bounded link set), direction (in,
+    out), kind (congestion, predicted), status (firing, resolved)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ld = ["link", "direction"]
+        self.utilisation = Gauge(
+            "inferwatch_link_utilisation_ratio",
+            "Smoothed utilisation of the link's capacity per direction (1 = full).",
+            ld, registry=registry,
+        )  # fmt: skip
+        self.state = Gauge(
+            "inferwatch_link_congestion_state",
+            "Congestion state per link and direction: 0 ok, 1 warning, 2 critical.",
+            ld, registry=registry,
+        )  # fmt: skip
+        self.eta = Gauge(
+            "inferwatch_link_saturation_eta_seconds",
+            "Forecast time until the link's utilisation reaches the warning level (no sample "
+            "when no crossing is forecast within the horizon; 0 when already there).",
+            ld, registry=registry,
+        )  # fmt: skip
+        self.events = Counter(
+            "inferwatch_congestion_events",
+            "Congestion events published to alerts.v1, per kind and status.",
+            ["kind", "status"], registry=registry,
+        )  # fmt: skip
+        for kind in ("congestion", "predicted"):
+            for status in ("firing", "resolved"):
+                self.events.labels(kind, status)
+
+    def forget(self, link: str, direction: str) -> None:
+        for metric in (self.utilisation, self.state, self.eta):
+            with contextlib.suppress(KeyError):
+                metric.remove(link, direction)
+
+
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
 RATE_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0, 200.0)
 GAP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0)

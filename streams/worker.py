@@ -18,6 +18,7 @@ from streams.anomalies import LinkAnomalies
 from streams.app import build_app
 from streams.classification import Classification
 from streams.config import Config, resolve_path
+from streams.congestion import LinkCongestion
 from streams.errors import ServiceError
 from streams.http import HttpService
 from streams.ingest.service import IngestService
@@ -25,6 +26,7 @@ from streams.links import LinkCatalog
 from streams.metrics import (
     AnomalyMetrics,
     ClassifierMetrics,
+    CongestionMetrics,
     IngestMetrics,
     LagCollector,
     LinkMetrics,
@@ -113,9 +115,14 @@ def run_worker(cfg: Config) -> None:
         anomalies = LinkAnomalies(
             cfg.anomaly, AnomalyMetrics(registry), cfg.analysis.window_seconds
         )
+    congestion = None
+    if cfg.congestion.enabled:
+        congestion = LinkCongestion(
+            cfg.congestion, CongestionMetrics(registry), cfg.analysis.window_seconds
+        )
     analyzer = Analyzer(
         cfg.analysis, links, LinkMetrics(registry),
-        classification=classification, anomalies=anomalies,
+        classification=classification, anomalies=anomalies, congestion=congestion,
     )  # fmt: skip
     app = build_app(cfg, metrics, analyzer)
     ingest = IngestService(cfg, metrics, links)

@@ -1,7 +1,10 @@
-"""Anomaly detection in the worker against the real broker: a link fails while another carries
-on; the failure fires once on alerts.v1 with its context, the healthy link stays quiet, the
-score gauges are on /metrics, and the detector state survives a restart (the second worker
-resolves the anomaly the first one raised)."""
+"""The link detectors in the worker, against the real broker.
+
+Anomalies: a link fails while another carries on; the failure fires once on alerts.v1 with its
+context, the healthy link stays quiet, the score gauges are on /metrics, and the detector state
+survives a restart (the second worker resolves the anomaly the first one raised).
+Congestion: the catalogued 100 Mbit/s link saturates, then calms down: critical with its
+evidence, then resolved, and the state and utilisation gauges on /metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -32,16 +37,20 @@ FAST = {  # a short warm-up so the test needs minutes of event time, not hours
 }
 
 
-def _records(t0: float, windows: range, failed: range, rng: random.Random) -> list[bytes]:
-    """Per 10-s window: a few flows on each of two links (exporter probe-1, interfaces 1 and
-    2), a daily-like swing with bursts on both; interface 2 carries nothing in ``failed``."""
+def _records(
+    t0: float, windows: range, rng: random.Random, volume: Callable[[int, int], float]
+) -> list[bytes]:
+    """Per 10-s window and link (exporter probe-1, interface 1 = lab-uplink, 100 Mbit/s in
+    config/links.yaml, and interface 2): a few flows whose reply bytes (the link's "in")
+    total about ``volume(k, iface)`` bytes; none when it is 0."""
     out = []
     for k in windows:
-        swing = 1 + 0.4 * math.sin(2 * math.pi * k / 40)
         for iface in (1, 2):
-            if iface == 2 and k in failed:
+            total = volume(k, iface)
+            if total <= 0:
                 continue
-            for _ in range(4 + (k % 3)):
+            flows = 4 + (k % 3)
+            for _ in range(flows):
                 start = t0 + k * W + rng.uniform(0, W - 1)
                 out.append(orjson.dumps({
                     "schema": "inferwatch.flow/1", "ts_start": start,
@@ -49,16 +58,20 @@ def _records(t0: float, windows: range, failed: range, rng: random.Random) -> li
                     "src_ip": f"10.1.0.{rng.randint(1, 254)}", "dst_ip": "198.51.100.7",
                     "src_port": rng.randint(1024, 65535), "dst_port": 443, "proto": 6,
                     "bytes_fwd": 2000, "packets_fwd": 10,
-                    "bytes_rev": int(250_000 * swing * rng.uniform(0.8, 1.2)),
+                    "bytes_rev": int(total / flows * rng.uniform(0.9, 1.1)),
                     "packets_rev": 200, "exporter": "probe-1", "iface_in": iface,
                 }))  # fmt: skip
     return out
 
 
-def _anomaly_events(broker: str, topic: str) -> list[dict[str, object]]:
+def _events(broker: str, topic: str, alertname: str) -> list[dict[str, Any]]:
     msgs = asyncio.run(read_all(broker, topic, 10_000, wait=3))
     events = [orjson.loads(m.value) for m in msgs]
-    return [e for e in events if e["labels"]["alertname"] == "InferwatchLinkAnomaly"]
+    return [e for e in events if e["labels"]["alertname"] == alertname]
+
+
+def _anomaly_events(broker: str, topic: str) -> list[dict[str, Any]]:
+    return _events(broker, topic, "InferwatchLinkAnomaly")
 
 
 def test_link_failure_fires_once_quiet_elsewhere_and_state_survives_restart(
@@ -67,8 +80,14 @@ def test_link_failure_fires_once_quiet_elsewhere_and_state_survives_restart(
     rng = random.Random(5)
     t0 = math.floor(time.time() / W) * W - 200 * W  # 200 windows of history, ending now
     failed = range(150, 170)
+
+    def volume(k: int, iface: int) -> float:  # a swing with bursts; interface 2 fails
+        if iface == 2 and k in failed:
+            return 0.0
+        return 1_250_000 * (1 + 0.4 * math.sin(2 * math.pi * k / 40)) * rng.uniform(0.8, 1.2)
+
     asyncio.run(create_topic(broker, names.raw, 1))  # one source: event time stays in order
-    first = _records(t0, range(160), failed, rng)
+    first = _records(t0, range(160), rng, volume)
     asyncio.run(produce(broker, names.raw, first))
     env = {**FAST, "INFERWATCH_ANALYSIS__MAX_IDLE_WINDOWS": "1000"}
     worker = start_worker(env)
@@ -101,7 +120,7 @@ def test_link_failure_fires_once_quiet_elsewhere_and_state_survives_restart(
     assert worker.terminate() < 15
 
     # the link comes back; a new worker resumes the detectors and resolves what the first raised
-    second = _records(t0, range(160, 200), failed, rng)
+    second = _records(t0, range(160, 200), rng, volume)
     asyncio.run(produce(broker, names.raw, second))
     worker2 = start_worker(env)
     worker2.wait_total("inferwatch_analysed_records_total", len(second), timeout=90)
@@ -119,3 +138,37 @@ def test_link_failure_fires_once_quiet_elsewhere_and_state_survives_restart(
     assert worker2.total("inferwatch_anomaly_events_total", status="firing") == 0
     assert worker2.total("inferwatch_link_anomaly_active", link="probe-1#2", series="bytes") == 0
     worker2.terminate()
+
+
+def test_saturation_raises_critical_with_evidence_then_resolves(broker, names, start_worker):
+    rng = random.Random(9)
+    t0 = math.floor(time.time() / W) * W - 100 * W
+    full = 100e6 / 8 * W  # bytes per window at the capacity of lab-uplink
+
+    def volume(k: int, iface: int) -> float:  # 40 %, then saturated for 2 minutes, then 30 %
+        if iface == 2:
+            return 0.0
+        return full * (0.98 if 60 <= k < 72 else 0.4 if k < 60 else 0.3)
+
+    asyncio.run(create_topic(broker, names.raw, 1))
+    values = _records(t0, range(90), rng, volume)
+    asyncio.run(produce(broker, names.raw, values))
+    worker = start_worker({"INFERWATCH_CLASSIFY__ENABLED": "false",
+                           "INFERWATCH_ANOMALY__ENABLED": "false"})  # fmt: skip
+    worker.wait_total("inferwatch_analysed_records_total", len(values), timeout=90)
+    deadline = time.monotonic() + 60
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        events = _events(broker, names.alerts, "InferwatchLinkCongestion")
+        if any(e["status"] == "resolved" for e in events):
+            break
+    seq = [(e["status"], e["labels"]["severity"], e["labels"]["direction"]) for e in events]
+    assert seq == [("firing", "critical", "in"), ("resolved", "critical", "in")], seq
+    ctx = events[0]["context"]
+    assert (ctx["window_start"] - t0) / W - 60 <= 2  # within 30 s of the onset
+    assert ctx["capacity_bps"] == 100e6 and 0.9 <= ctx["utilisation"] <= 1.1
+    assert (events[1]["ends_at"] - (t0 + 72 * W)) <= 60  # resolved within 60 s of the drop
+    assert worker.total("inferwatch_link_congestion_state", link="lab-uplink", direction="in") == 0
+    assert 0.2 < worker.total("inferwatch_link_utilisation_ratio", link="lab-uplink",
+                              direction="in") < 0.45  # fmt: skip
+    worker.terminate()

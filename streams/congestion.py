@@ -1,0 +1,129 @@
+"""Congestion per link and direction, in the worker: gauges and events on alerts.v1.
+
+Every closed window of a link with a capacity in the link catalog gives each direction a
+utilisation (bits/s over capacity) that feeds a ``CongestionTracker`` (detectors/congestion.py:
+the state rule with hysteresis and minimum durations, and the saturation forecast). Events:
+
+* ``InferwatchLinkCongestion`` (labels ``link``, ``direction``, ``severity`` warning or
+  critical): firing when the state reaches the severity, resolved when it leaves it (a step
+  from critical to warning resolves the critical alert and fires a warning one);
+* ``InferwatchLinkCongestionPredicted`` (severity info): firing when the forecast crosses the
+  warning level within the lead time, resolved when it no longer does or congestion came.
+
+Each event carries its evidence in ``context``: utilisation of the window and smoothed,
+bits/s, capacity, the AI classes' share of the direction's bytes, and for predictions the ETA
+and the trend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors.classes import AI_CLASSES
+from detectors.classes import CLASSES as ALL_CLASSES
+from detectors.congestion import STATES, CongestionTracker, Update
+from detectors.windows import BYTES_IN, BYTES_OUT, ClosedWindow
+from streams.alerts import alert_event
+from streams.config import CongestionConfig
+from streams.metrics import CongestionMetrics
+
+CONGESTION = "InferwatchLinkCongestion"
+PREDICTED = "InferwatchLinkCongestionPredicted"
+_AI = np.array([ALL_CLASSES.index(c) for c in AI_CLASSES])
+
+
+@dataclass
+class LinkCongestion:
+    cfg: CongestionConfig
+    metrics: CongestionMetrics
+    window: float
+    alert: Callable[[dict[str, Any]], None] | None = None
+    clock: Callable[[], float] = time.time
+    trackers: dict[tuple[str, str], CongestionTracker] = field(default_factory=dict)
+    since: dict[tuple[str, str, str], float] = field(default_factory=dict)  # open alerts
+
+    def observe(self, c: ClosedWindow, capacity: float | None) -> None:
+        if capacity is None or capacity <= 0:
+            return
+        start = float(c.start)
+        end = start + self.window
+        for direction, col in (("in", BYTES_IN), ("out", BYTES_OUT)):
+            key = (c.link, direction)
+            tr = self.trackers.get(key)
+            if tr is None:
+                tr = self.trackers[key] = CongestionTracker(self.cfg.rule(self.window), self.window)
+            total = float(c.values[:, col].sum())
+            bps = total * 8 / self.window
+            u = bps / capacity
+            upd = tr.update(u, end)
+            m = self.metrics
+            m.utilisation.labels(c.link, direction).set(upd.smoothed)
+            m.state.labels(c.link, direction).set(upd.state)
+            if upd.eta_windows is None:
+                with contextlib.suppress(KeyError):
+                    m.eta.remove(c.link, direction)
+            else:
+                m.eta.labels(c.link, direction).set(upd.eta_windows * self.window)
+            if upd.changes:
+                ai = float(c.values[_AI, col].sum()) / total if total > 0 else 0.0
+                evidence = {
+                    "utilisation": round(u, 4), "smoothed_utilisation": round(upd.smoothed, 4),
+                    "bits_per_second": bps, "capacity_bps": capacity,
+                    "ai_share_of_bytes": round(ai, 4), "window_start": start,
+                    "window_seconds": self.window,
+                }  # fmt: skip
+                for kind, status, state in upd.changes:
+                    self._event(c.link, direction, kind, status, state, upd, tr, evidence, start)
+
+    def _event(
+        self, link: str, direction: str, kind: str, status: str, state: int, upd: Update,
+        tr: CongestionTracker, evidence: dict[str, Any], start: float,
+    ) -> None:  # fmt: skip
+        self.metrics.events.labels(kind, status).inc()
+        if kind == "congestion":
+            severity = STATES[state]
+            labels = {"alertname": CONGESTION, "severity": severity, "link": link,
+                      "direction": direction}  # fmt: skip
+            pct = f"{evidence['smoothed_utilisation']:.0%}"
+            summary = (
+                f"link {link} ({direction}) is congested: {pct} of capacity ({severity})"
+                if status == "firing"
+                else f"link {link} ({direction}) is no longer {severity}: {pct} of capacity"
+            )
+            context = evidence
+        else:
+            labels = {"alertname": PREDICTED, "severity": "info", "link": link,
+                      "direction": direction}  # fmt: skip
+            eta = None if upd.eta_windows is None else upd.eta_windows * self.window
+            summary = (
+                f"link {link} ({direction}) is forecast to reach "
+                f"{tr.rule.warning:.0%} in {eta:.0f} s"
+                if status == "firing" and eta is not None
+                else f"link {link} ({direction}): congestion no longer predicted"
+            )
+            context = {**evidence, "eta_seconds": eta,
+                       "trend_per_minute": round(tr.trend * 60 / self.window, 5)}  # fmt: skip
+        key = (link, direction, labels["severity"] + kind)
+        if status == "firing":
+            self.since[key] = start
+        began = self.since.pop(key, start) if status == "resolved" else start
+        if self.alert is None:
+            return
+        runbook = f"docs/runbooks/{labels['alertname']}.md"
+        self.alert(alert_event(
+            status, labels, {"summary": summary, "runbook_url": runbook},
+            began, start + self.window if status == "resolved" else None, context=context,
+        ))  # fmt: skip
+
+    def forget(self, link: str) -> None:
+        for direction in ("in", "out"):
+            self.trackers.pop((link, direction), None)
+            self.metrics.forget(link, direction)
+        for key in [k for k in self.since if k[0] == link]:
+            del self.since[key]

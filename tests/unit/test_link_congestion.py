@@ -1,0 +1,99 @@
+"""Congestion in the worker: events with their evidence, gauges, a step down, predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from detectors.classes import CLASSES, INDEX
+from detectors.windows import BYTES_IN, BYTES_OUT, FIELDS, ClosedWindow
+from streams.config import CongestionConfig
+from streams.congestion import CONGESTION, PREDICTED, LinkCongestion
+from streams.metrics import CongestionMetrics
+
+W = 10.0
+CAP = 100e6  # bits/s
+LINK = "lab-uplink"
+
+
+def window(k: int, util_in: float, util_out: float = 0.1, ai: float = 0.5) -> ClosedWindow:
+    v = np.zeros((len(CLASSES), len(FIELDS)))
+    b = util_in * CAP * W / 8
+    v[INDEX["ai-chat-stream"], BYTES_IN] = b * ai
+    v[INDEX["video"], BYTES_IN] = b * (1 - ai)
+    v[INDEX["web"], BYTES_OUT] = util_out * CAP * W / 8
+    return ClosedWindow(LINK, 1_700_000_000.0 + k * W, v)
+
+
+def feed(series: list[float], **cfg: float) -> tuple[list[dict], CollectorRegistry, LinkCongestion]:
+    registry = CollectorRegistry()
+    events: list[dict] = []
+    lc = LinkCongestion(CongestionConfig(**cfg), CongestionMetrics(registry), W, events.append)
+    for k, u in enumerate(series):
+        lc.observe(window(k, u), CAP)
+    return events, registry, lc
+
+
+def test_saturation_raises_critical_with_evidence_and_resolves() -> None:
+    events, registry, _ = feed([0.4] * 30 + [0.98] * 12 + [0.3] * 8)
+    congestion = [e for e in events if e["labels"]["alertname"] == CONGESTION]
+    assert [(e["status"], e["labels"]["severity"]) for e in congestion] == [
+        ("firing", "critical"), ("resolved", "critical")]  # fmt: skip
+    fire, done = congestion
+    assert fire["labels"] == {"alertname": CONGESTION, "severity": "critical", "link": LINK,
+                              "direction": "in"}  # fmt: skip
+    ctx = fire["context"]
+    assert ctx["utilisation"] == 0.98 and ctx["capacity_bps"] == CAP
+    assert ctx["bits_per_second"] == 0.98 * CAP and ctx["ai_share_of_bytes"] == 0.5
+    onset = (ctx["window_start"] - 1_700_000_000.0) / W
+    assert onset - 30 <= 2  # critical within 30 s of the saturation's first window
+    assert done["fingerprint"] == fire["fingerprint"] and done["starts_at"] == fire["starts_at"]
+    assert (done["ends_at"] - (1_700_000_000.0 + 42 * W)) <= 60  # resolved within 60 s
+    assert registry.get_sample_value(
+        "inferwatch_link_congestion_state", {"link": LINK, "direction": "in"}) == 0  # fmt: skip
+    fired = {"kind": "congestion", "status": "firing"}
+    assert registry.get_sample_value("inferwatch_congestion_events_total", fired) == 1
+    # the other direction stayed at 10 %: nothing about it
+    assert all(e["labels"]["direction"] == "in" for e in events)
+
+
+def test_critical_to_warning_is_a_resolve_and_a_new_firing() -> None:
+    events, registry, _ = feed([0.4] * 10 + [0.98] * 6 + [0.8] * 10)
+    seq = [(e["status"], e["labels"]["severity"]) for e in events
+           if e["labels"]["alertname"] == CONGESTION]  # fmt: skip
+    assert seq == [("firing", "critical"), ("resolved", "critical"), ("firing", "warning")]
+    assert registry.get_sample_value(
+        "inferwatch_link_congestion_state", {"link": LINK, "direction": "in"}) == 1  # fmt: skip
+
+
+def test_ramp_prediction_eta_gauge_and_event() -> None:
+    ramp = list(np.linspace(0.3, 1.0, 90))
+    events, registry, lc = feed([0.35] * 60 + ramp)
+    kinds = [(e["labels"]["alertname"], e["status"]) for e in events]
+    first_pred = kinds.index((PREDICTED, "firing"))
+    first_cong = kinds.index((CONGESTION, "firing"))
+    assert first_pred < first_cong
+    pred = events[first_pred]
+    assert 0 < pred["context"]["eta_seconds"] <= 300 and pred["context"]["trend_per_minute"] > 0
+    lead = events[first_cong]["context"]["window_start"] - pred["context"]["window_start"]
+    assert lead >= 120  # at least two minutes before warning
+    assert (PREDICTED, "resolved") in kinds[first_pred:]  # superseded when congestion came
+    eta = registry.get_sample_value(
+        "inferwatch_link_saturation_eta_seconds", {"link": LINK, "direction": "in"})  # fmt: skip
+    assert eta == 0.0  # saturated now
+    lc.forget(LINK)
+    assert registry.get_sample_value(
+        "inferwatch_link_utilisation_ratio", {"link": LINK, "direction": "in"}) is None  # fmt: skip
+
+
+def test_no_eta_sample_without_a_forecast_crossing_and_no_capacity_no_state() -> None:
+    _, registry, lc = feed([0.3] * 40)
+    ld = {"link": LINK, "direction": "in"}
+    assert registry.get_sample_value("inferwatch_link_saturation_eta_seconds", ld) is None
+    lc.observe(ClosedWindow("unknown#1", 0.0, np.zeros((len(CLASSES), len(FIELDS)))), None)
+    assert ("unknown#1", "in") not in lc.trackers
+
+
+def test_durations_in_seconds_become_windows() -> None:
+    rule = CongestionConfig(warning_seconds=45, lead_seconds=600).rule(W)
+    assert rule.warning_windows == 4 and rule.lead == 60 and rule.trend_windows == 30
