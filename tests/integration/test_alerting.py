@@ -93,6 +93,11 @@ def query(port: int, expr: str) -> list[Any]:
         return list(json.loads(r.read())["data"]["result"])
 
 
+# panels whose metric has no sample by design in a calm scenario: the saturation ETA exists
+# only while a crossing of the warning level is forecast (docs/congestion.md)
+SPARSE = {"Forecast time to saturation"}
+
+
 def test_dead_letter_alert_reaches_the_webhook_once_and_resolves_and_dashboards_have_data(
     broker, names, start_worker, tmp_path
 ):
@@ -176,6 +181,8 @@ def test_dead_letter_alert_reaches_the_webhook_once_and_resolves_and_dashboards_
         for path in sorted((ROOT / "config" / "grafana" / "dashboards").glob("*.json")):
             for panel in json.loads(path.read_text())["panels"]:
                 for target in panel["targets"]:
+                    if panel["title"] in SPARSE:
+                        continue
                     if not query(prom_port, target["expr"].replace("$link", ".*")):
                         empty.append((path.name, panel["title"]))
         assert not empty, f"panels without data after the scenario: {empty}"
