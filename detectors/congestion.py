@@ -10,21 +10,23 @@ and ``warning_windows``; it falls back (to ``warning`` or ``ok``) only after ``c
 windows under the level minus ``hysteresis``. So a burst shorter than the raise durations
 raises nothing, and a level hovering at a threshold does not flap.
 
-**Forecast.** A linear trend fitted (least squares) to the last ``trend_windows`` windows of
-utilisation, extended from the fitted line's end; with an additive daily profile once two days
-of history exist: the mean utilisation of each slot of the day (``season_slots``), folded into
-the profile when the slot ends (weight ``gamma`` across days) and read between slot centres by
-linear interpolation; the trend is then fitted to the utilisation minus the profile, and the
-forecast adds the profile of each future time back. A fitted line, not an exponential trend:
-a burst of a window or two barely tilts it, a sustained ramp does within minutes. The ETA is
-the time until the forecast first reaches ``warning`` within ``horizon`` windows (None: no
-crossing; 0: already there). "Predicted" starts when the ETA stays under ``lead`` windows for
-``predict_windows`` windows while the state is ``ok``, and ends when the forecast no longer
-crosses within the lead for ``clear_windows`` windows or the state leaves ``ok``.
+**Forecast.** A linear trend fitted (Theil-Sen: the median of the pairwise slopes) to the last
+``trend_windows`` windows of utilisation, extended from the fitted line's end; with an
+additive daily profile once two days of history exist: the mean utilisation of each slot of
+the day (``season_slots``), folded into the profile when the slot ends (weight ``gamma`` across
+days) and read between slot centres by linear interpolation; the trend is then fitted to the
+utilisation minus the profile, and the forecast adds the profile of each future time back. A
+robust line, not an exponential trend: bursts do not tilt it, a sustained ramp does within
+minutes. The ETA is the time until the forecast first reaches ``warning`` within ``horizon``
+windows (None: no crossing; 0: already there). "Predicted" starts when the ETA stays under
+``lead`` windows for ``predict_windows`` windows while the state is ``ok`` (and the trend has
+``trend_windows`` of history), and ends when the forecast no longer crosses within the lead
+for ``clear_windows`` windows or the state leaves ``ok``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -37,14 +39,20 @@ STATES = ("ok", "warning", "critical")
 DAY = 86400.0
 
 
+@functools.lru_cache(maxsize=8)
+def _pairs(n: int) -> tuple[Array, Array]:
+    i, j = np.triu_indices(n, k=1)
+    return i, j
+
+
 @dataclass(frozen=True)
 class CongestionRule:
     warning: float = 0.75
     critical: float = 0.90
     hysteresis: float = 0.05
-    smoothing: float = 0.7
+    smoothing: float = 0.8
     warning_windows: int = 3
-    critical_windows: int = 2
+    critical_windows: int = 1
     clear_windows: int = 3
     trend_windows: int = 30
     gamma: float = 0.3
@@ -163,10 +171,9 @@ class CongestionTracker:
         if n < 3:
             self.level, self.trend = float(y[-1]), 0.0
             return
-        x = np.arange(n, dtype=np.float64)
-        xm, ym = x.mean(), y.mean()
-        self.trend = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())
-        self.level = float(ym + self.trend * (x[-1] - xm))
+        i, j = _pairs(n)  # Theil-Sen: the median of the pairwise slopes, robust to bursts
+        self.trend = float(np.median((y[j] - y[i]) / (j - i)))
+        self.level = float(np.median(y - self.trend * np.arange(n)) + self.trend * (n - 1))
 
     def forecast(self, t: float, steps: int) -> Array:
         """Utilisation forecast for the next ``steps`` windows after time ``t``."""
@@ -189,7 +196,8 @@ class CongestionTracker:
 
     def _step_prediction(self, eta: float | None, changes: list[tuple[str, str, int]]) -> None:
         r = self.rule
-        soon = eta is not None and 0 < eta <= r.lead and self.state == OK
+        settled = self.seen >= r.trend_windows  # a trend fitted to less history is noise
+        soon = settled and eta is not None and 0 < eta <= r.lead and self.state == OK
         if not self.predicted:
             self.run_predict = self.run_predict + 1 if soon else 0
             if self.run_predict >= r.predict_windows:

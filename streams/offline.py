@@ -25,7 +25,7 @@ from streams.config import ClassifyConfig, resolve_path
 from streams.errors import InferwatchError
 from streams.evaluate import load_dataset, train
 from streams.ingest.decode import BatchDecoder
-from streams.probe import ProbeOptions, meter, to_record
+from streams.probe import Initiators, ProbeOptions, meter, to_record
 
 CHUNK = 1000
 BOOTSTRAP = ClassifyConfig().bootstrap
@@ -55,7 +55,8 @@ def _num(v: float) -> float | None:
 def classify_pcap(pcap: Path, clf: TrafficClassifier) -> Iterator[dict[str, Any]]:
     opts = ProbeOptions(str(pcap), exporter="classify")
     decoder = BatchDecoder()
-    records = (to_record(flow, opts) for flow in meter(opts))
+    initiators = Initiators()
+    records = (to_record(flow, opts, initiators) for flow in meter(opts))
     while True:
         chunk = [r for _, r in zip(range(CHUNK), records, strict=False)]
         if not chunk:

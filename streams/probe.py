@@ -10,6 +10,7 @@ docs/probe.md. Each expired flow becomes one ``inferwatch.flow/1`` record (docs/
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -39,8 +40,47 @@ class ProbeOptions:
     bpf_filter: str | None = None
 
 
-def to_record(flow: Any, opts: ProbeOptions) -> dict[str, Any]:
-    """One nfstream NFlow as an inferwatch.flow/1 record."""
+class Initiators:
+    """Who opened each flow that nfstream cut into pieces. A flow longer than the active
+    timeout is exported in pieces, and nfstream orients each piece by its first packet, which
+    after the first piece is often the server's: the "forward" direction would flip mid-flow
+    (and with it a link's "in" and "out"). The probe keeps the first piece's orientation for
+    the later ones. Bounded: the oldest open flows are forgotten beyond ``cap``."""
+
+    ACTIVE_TIMEOUT = 1  # nfstream's expiration_id of a piece cut by the active timeout
+
+    def __init__(self, cap: int = 100_000) -> None:
+        self.cap = cap
+        self.open: collections.OrderedDict[tuple[Any, ...], tuple[str, int]] = (
+            collections.OrderedDict()
+        )
+
+    def orient(self, rec: dict[str, Any], expiration_id: int) -> dict[str, Any]:
+        a, b = (rec["src_ip"], rec["src_port"]), (rec["dst_ip"], rec["dst_port"])
+        key = (min(a, b), max(a, b), rec["proto"])
+        first = self.open.pop(key, None)
+        if first is not None and first != a:
+            _swap(rec)
+        if expiration_id == self.ACTIVE_TIMEOUT:  # more pieces will come
+            self.open[key] = (rec["src_ip"], rec["src_port"])
+            while len(self.open) > self.cap:
+                self.open.popitem(last=False)
+        return rec
+
+
+def _swap(rec: dict[str, Any]) -> None:
+    for x, y in (("src_ip", "dst_ip"), ("src_port", "dst_port"), ("bytes_fwd", "bytes_rev"),
+                 ("packets_fwd", "packets_rev")):  # fmt: skip
+        rec[x], rec[y] = rec[y], rec[x]
+    if "pkts" in rec:
+        rec["pkts"]["dir"] = [1 - d for d in rec["pkts"]["dir"]]
+
+
+def to_record(
+    flow: Any, opts: ProbeOptions, initiators: Initiators | None = None
+) -> dict[str, Any]:
+    """One nfstream NFlow as an inferwatch.flow/1 record (oriented from the flow's initiator
+    across active-timeout pieces when ``initiators`` is given)."""
     rec: dict[str, Any] = {
         "schema": SCHEMA,
         "ts_start": flow.bidirectional_first_seen_ms / 1000.0,
@@ -71,6 +111,8 @@ def to_record(flow: Any, opts: ProbeOptions) -> dict[str, Any]:
                 "dir": list(dirs[:n]),
                 "iat_us": [max(0, int(g * 1000)) for g in gaps[:n]],
             }
+    if initiators is not None:
+        initiators.orient(rec, int(getattr(flow, "expiration_id", 0)))
     return rec
 
 
@@ -112,11 +154,12 @@ async def run_probe(
     stop = threading.Event()
 
     def read() -> None:
+        initiators = Initiators()
         try:
             for flow in meter(opts):
                 if stop.is_set():
                     break
-                data = orjson.dumps(to_record(flow, opts))
+                data = orjson.dumps(to_record(flow, opts, initiators))
                 asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop, raised there
             asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
