@@ -28,7 +28,7 @@ import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -44,7 +44,18 @@ log = logging.getLogger(__name__)
 
 ALERTNAME = "InferwatchLinkAnomaly"
 BAND_ALPHA = 1.0 / 30.0
-STATE_FORMAT = 2  # (format, last window start learned, {series: state})
+STATE_FORMAT = 3  # (format, last window start learned, {series: state}, {companion: bytes})
+
+
+class Companion(Protocol):
+    """Other per-link state saved along with the anomaly detectors' (the congestion trackers):
+    ``dump`` returns its bytes for a link (None: nothing), ``restore`` takes them back."""
+
+    def dump(self, link: str) -> bytes | None: ...
+
+    def restore(self, link: str, data: bytes) -> None: ...
+
+
 _AI = np.array([ALL_CLASSES.index(c) for c in AI_CLASSES])
 
 
@@ -102,6 +113,7 @@ class LinkAnomalies:
     saved: dict[str, bytes] = field(default_factory=dict)  # restored, not yet claimed
     dirty: set[str] = field(default_factory=set)
     last_checkpoint: float = 0.0
+    companions: dict[str, Companion] = field(default_factory=dict)
 
     # -- the work ------------------------------------------------------------------------------
 
@@ -213,7 +225,11 @@ class LinkAnomalies:
             for name, tr in self.tracks[link].items()
         }
         upto = self.learned_upto.get(link, -math.inf)
-        return pickle.dumps((STATE_FORMAT, upto, state), protocol=pickle.HIGHEST_PROTOCOL)
+        extra = {name: c.dump(link) for name, c in self.companions.items()}
+        return pickle.dumps(
+            (STATE_FORMAT, upto, state, {k: v for k, v in extra.items() if v is not None}),
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
 
     def load(self, saved: dict[bytes, bytes]) -> None:
         """Checkpoints read from anomaly.v1; each is claimed when its link's next window comes."""
@@ -227,7 +243,7 @@ class LinkAnomalies:
         if data is None:
             return None
         try:
-            fmt, upto, state = pickle.loads(data)  # noqa: S301 - our own checkpoints and topic
+            fmt, upto, state, extra = pickle.loads(data)  # noqa: S301 - our own topic
             if fmt != STATE_FORMAT:
                 raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
             tracks: dict[str, Track] = {}
@@ -245,6 +261,14 @@ class LinkAnomalies:
             return None
         self.metrics.checkpoints.labels("restored").inc()
         self.learned_upto[link] = float(upto)
+        for name, blob in extra.items():
+            companion = self.companions.get(name)
+            if companion is not None:
+                try:
+                    companion.restore(link, blob)
+                except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError) as exc:
+                    self.metrics.checkpoints.labels("unreadable").inc()
+                    log.error("link %s: unreadable %s checkpoint (%r)", link, name, exc)
         return tracks
 
     def checkpoint_due(self) -> bool:

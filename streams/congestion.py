@@ -18,6 +18,7 @@ and the trend.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from streams.metrics import CongestionMetrics
 CONGESTION = "InferwatchLinkCongestion"
 PREDICTED = "InferwatchLinkCongestionPredicted"
 _AI = np.array([ALL_CLASSES.index(c) for c in AI_CLASSES])
+STATE_FORMAT = 1
 
 
 @dataclass
@@ -120,6 +122,32 @@ class LinkCongestion:
             status, labels, {"summary": summary, "runbook_url": runbook},
             began, start + self.window if status == "resolved" else None, context=context,
         ))  # fmt: skip
+
+    # -- state, saved along with the link's anomaly detectors (streams/anomalies.py) ----------
+
+    def dump(self, link: str) -> bytes | None:
+        trackers = {
+            d: self.trackers[(link, d)] for d in ("in", "out") if (link, d) in self.trackers
+        }
+        if not trackers:
+            return None
+        since = {k[1:]: v for k, v in self.since.items() if k[0] == link}
+        return pickle.dumps((STATE_FORMAT, trackers, since), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, link: str, data: bytes) -> None:
+        fmt, trackers, since = pickle.loads(data)  # noqa: S301 - our own checkpoints and topic
+        if fmt != STATE_FORMAT:
+            raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
+        rule = self.cfg.rule(self.window)
+        for direction, tr in trackers.items():
+            if not isinstance(tr, CongestionTracker):
+                raise TypeError(f"not a congestion tracker: {type(tr).__name__}")
+            tr.rule = rule  # the configuration of now, the history of then
+            tr.__post_init__()  # rings resized if the configuration changed their length
+            self.trackers[(link, direction)] = tr
+            self.metrics.state.labels(link, direction).set(tr.state)
+        for (direction, name), start in since.items():
+            self.since[(link, direction, name)] = start
 
     def forget(self, link: str) -> None:
         for direction in ("in", "out"):

@@ -120,6 +120,8 @@ def run_worker(cfg: Config) -> None:
         congestion = LinkCongestion(
             cfg.congestion, CongestionMetrics(registry), cfg.analysis.window_seconds
         )
+    if anomalies is not None and congestion is not None:
+        anomalies.companions["congestion"] = congestion  # saved with the link's detectors
     analyzer = Analyzer(
         cfg.analysis, links, LinkMetrics(registry),
         classification=classification, anomalies=anomalies, congestion=congestion,
