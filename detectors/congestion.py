@@ -8,7 +8,11 @@ window). The state rises to ``critical`` once the smoothed utilisation has been 
 ``critical`` for ``critical_windows`` windows in a row, to ``warning`` likewise with ``warning``
 and ``warning_windows``; it falls back (to ``warning`` or ``ok``) only after ``clear_windows``
 windows under the level minus ``hysteresis``. So a burst shorter than the raise durations
-raises nothing, and a level hovering at a threshold does not flap.
+raises nothing, and a level hovering at a threshold does not flap. AI quality of experience
+is the second signal: when the link's AI time to first token is ``qoe_ratio`` times its own
+baseline or worse while the smoothed utilisation is at least ``qoe_utilisation``, the window
+counts as ``warning`` too (queues hurt agentic AI before the link looks full; the utilisation
+floor keeps a slow AI provider from being blamed on the link).
 
 **Forecast.** A linear trend fitted (Theil-Sen: the median of the pairwise slopes) to the last
 ``trend_windows`` windows of utilisation, extended from the fitted line's end; with an
@@ -60,6 +64,8 @@ class CongestionRule:
     horizon: int = 360  # windows
     lead: int = 30  # windows
     predict_windows: int = 9
+    qoe_ratio: float = 2.0
+    qoe_utilisation: float = 0.6
 
 
 @dataclass
@@ -104,9 +110,11 @@ class CongestionTracker:
     def _threshold(self, state: int) -> float:
         return (math.inf, self.rule.warning, self.rule.critical)[state] if state else 0.0
 
-    def _step_state(self, u: float, changes: list[tuple[str, str, int]]) -> None:
+    def _step_state(self, u: float, qoe: float, changes: list[tuple[str, str, int]]) -> None:
         r = self.rule
         target = CRITICAL if u >= r.critical else WARNING if u >= r.warning else OK
+        if target == OK and qoe >= r.qoe_ratio and u >= r.qoe_utilisation:
+            target = WARNING
         if target > self.state:
             self.run_up += 1
             self.run_down = 0
@@ -115,7 +123,11 @@ class CongestionTracker:
                 self._move(target, changes)
             return
         self.run_up = 0
-        if self.state > OK and u < self._threshold(self.state) - r.hysteresis:
+        degraded = qoe >= r.qoe_ratio and u >= r.qoe_utilisation - r.hysteresis
+        level = self._threshold(self.state)
+        if self.state == WARNING and degraded:
+            level = min(level, r.qoe_utilisation)  # held by the QoE signal
+        if self.state > OK and u < level - r.hysteresis:
             self.run_down += 1
             if self.run_down >= r.clear_windows:
                 down = WARNING if self.state == CRITICAL and u >= r.warning - r.hysteresis else OK
@@ -215,7 +227,9 @@ class CongestionTracker:
 
     # -- one window ----------------------------------------------------------------------------
 
-    def update(self, utilisation: float, t: float) -> Update:
+    def update(self, utilisation: float, t: float, qoe_ratio: float = math.nan) -> Update:
+        """One closed window: its utilisation, and the link's AI time to first token over its
+        baseline (NaN: not known in this window)."""
         u = max(float(utilisation), 0.0)
         r = self.rule
         if math.isnan(self.smoothed):
@@ -223,7 +237,7 @@ class CongestionTracker:
         else:
             self.smoothed = r.smoothing * u + (1 - r.smoothing) * self.smoothed
         changes: list[tuple[str, str, int]] = []
-        self._step_state(self.smoothed, changes)
+        self._step_state(self.smoothed, qoe_ratio if math.isfinite(qoe_ratio) else 0.0, changes)
         self._learn(u, t)
         eta = self.eta(t)
         self._step_prediction(eta, changes)

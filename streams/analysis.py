@@ -35,7 +35,7 @@ from detectors.windows import (
 )
 from streams.anomalies import LinkAnomalies
 from streams.anonymise import Anonymiser
-from streams.classification import Classification
+from streams.classification import ASKED, Classification
 from streams.config import AnalysisConfig
 from streams.congestion import LinkCongestion
 from streams.links import LinkCatalog
@@ -203,7 +203,12 @@ class Analyzer:
         if over:
             self.metrics.cap_hits.inc(over)
         if self.classification is not None:
-            classes = self.classification.run(batch, links).label
+            result = self.classification.run(batch, links)
+            classes = result.label
+            if self.congestion is not None:  # AI time to first token: congestion's QoE signal
+                asked = np.isin(classes, ASKED)
+                ttft = np.where(asked, result.qoe["ttft_s"], np.nan)
+                self.congestion.qoe(links, batch.ts_end, ttft)
         else:
             classes = np.full(n, OTHER_CLASS, dtype=np.int64)
         out = batch.fwd_out.astype(bool)

@@ -223,6 +223,14 @@ class CongestionConfig(_Section):
     horizon_seconds: float = Field(3600.0, gt=0, description="how far the forecast looks")
     lead_seconds: float = Field(300.0, gt=0, description="predicted when the ETA is under this")
     predict_seconds: float = Field(90.0, gt=0, description="... for this long")
+    qoe_warning_ratio: float = Field(
+        2.0,
+        gt=1,
+        description="AI time to first token over the link's baseline that counts as warning",
+    )
+    qoe_min_utilisation: float = Field(
+        0.6, ge=0, le=2, description="... when the link is at least this busy"
+    )
 
     @model_validator(mode="after")
     def _levels(self) -> CongestionConfig:
@@ -241,7 +249,8 @@ class CongestionConfig(_Section):
             clear_windows=n(self.clear_seconds), trend_windows=max(3, n(self.trend_seconds)),
             gamma=self.season_weight, season_slots=self.season_slots,
             horizon=n(self.horizon_seconds), lead=n(self.lead_seconds),
-            predict_windows=n(self.predict_seconds),
+            predict_windows=n(self.predict_seconds), qoe_ratio=self.qoe_warning_ratio,
+            qoe_utilisation=self.qoe_min_utilisation,
         )  # fmt: skip
 
 

@@ -17,7 +17,9 @@ and the trend.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import math
 import pickle
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ import numpy as np
 from detectors.classes import AI_CLASSES
 from detectors.classes import CLASSES as ALL_CLASSES
 from detectors.congestion import STATES, CongestionTracker, Update
+from detectors.flows import Array
 from detectors.windows import BYTES_IN, BYTES_OUT, ClosedWindow
 from streams.alerts import alert_event
 from streams.config import CongestionConfig
@@ -37,7 +40,10 @@ from streams.metrics import CongestionMetrics
 CONGESTION = "InferwatchLinkCongestion"
 PREDICTED = "InferwatchLinkCongestionPredicted"
 _AI = np.array([ALL_CLASSES.index(c) for c in AI_CLASSES])
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+QOE_SECONDS = 60.0  # AI flows behind a link's current time-to-first-token median
+QOE_KEEP = 2000  # at most this many of them per link
+BASELINE_WEIGHT = 0.05  # of a calm window's median in the link's baseline
 
 
 @dataclass
@@ -49,12 +55,51 @@ class LinkCongestion:
     clock: Callable[[], float] = time.time
     trackers: dict[tuple[str, str], CongestionTracker] = field(default_factory=dict)
     since: dict[tuple[str, str, str], float] = field(default_factory=dict)  # open alerts
+    ttft: dict[str, collections.deque[tuple[float, float]]] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)  # the link's usual AI TTFT (s)
+
+    # -- the AI QoE signal ---------------------------------------------------------------------
+
+    def qoe(self, links: Array, ends: Array, ttft: Array) -> None:
+        """AI flows' time to first token (NaN: none) as the classifier estimated it, with their
+        links and end times: the link's recent median is compared with its baseline."""
+        ok = np.isfinite(ttft)
+        for link, end, value in zip(
+            links[ok].tolist(), ends[ok].tolist(), ttft[ok].tolist(), strict=True
+        ):
+            q = self.ttft.get(link)
+            if q is None:
+                q = self.ttft[link] = collections.deque(maxlen=QOE_KEEP)
+            q.append((end, value))
+
+    def _qoe_ratio(self, link: str, end: float, calm: bool) -> tuple[float, float, float]:
+        """(median TTFT of the last QOE_SECONDS, the baseline, their ratio); NaN when unknown.
+        The baseline learns only from calm windows (state ok, under the QoE floor)."""
+        q = self.ttft.get(link)
+        while q and q[0][0] < end - QOE_SECONDS:
+            q.popleft()
+        if not q:
+            return math.nan, self.baseline.get(link, math.nan), math.nan
+        median = float(np.median([v for _, v in q]))
+        base = self.baseline.get(link)
+        if calm:
+            base = median if base is None else base + BASELINE_WEIGHT * (median - base)
+            self.baseline[link] = base
+        if base is None or base <= 0:
+            return median, math.nan, math.nan
+        return median, base, median / base
 
     def observe(self, c: ClosedWindow, capacity: float | None) -> None:
         if capacity is None or capacity <= 0:
             return
         start = float(c.start)
         end = start + self.window
+        calm = all(
+            (tr := self.trackers.get((c.link, d))) is None
+            or (tr.state == 0 and tr.smoothed < tr.rule.qoe_utilisation)
+            for d in ("in", "out")
+        )
+        ttft, base, ratio = self._qoe_ratio(c.link, end, calm)
         for direction, col in (("in", BYTES_IN), ("out", BYTES_OUT)):
             key = (c.link, direction)
             tr = self.trackers.get(key)
@@ -63,7 +108,7 @@ class LinkCongestion:
             total = float(c.values[:, col].sum())
             bps = total * 8 / self.window
             u = bps / capacity
-            upd = tr.update(u, end)
+            upd = tr.update(u, end, ratio)
             m = self.metrics
             m.utilisation.labels(c.link, direction).set(upd.smoothed)
             m.state.labels(c.link, direction).set(upd.state)
@@ -78,7 +123,8 @@ class LinkCongestion:
                     "utilisation": round(u, 4), "smoothed_utilisation": round(upd.smoothed, 4),
                     "bits_per_second": bps, "capacity_bps": capacity,
                     "ai_share_of_bytes": round(ai, 4), "window_start": start,
-                    "window_seconds": self.window,
+                    "window_seconds": self.window, "ai_ttft_median_s": _num(ttft),
+                    "ai_ttft_baseline_s": _num(base), "ai_ttft_ratio": _num(ratio),
                 }  # fmt: skip
                 for kind, status, state in upd.changes:
                     self._event(c.link, direction, kind, status, state, upd, tr, evidence, start)
@@ -125,17 +171,18 @@ class LinkCongestion:
 
     # -- state, saved along with the link's anomaly detectors (streams/anomalies.py) ----------
 
-    def dump(self, link: str) -> bytes | None:
+    def dump(self, link: str) -> bytes | None:  # (the recent TTFTs are not kept: a minute)
         trackers = {
             d: self.trackers[(link, d)] for d in ("in", "out") if (link, d) in self.trackers
         }
         if not trackers:
             return None
         since = {k[1:]: v for k, v in self.since.items() if k[0] == link}
-        return pickle.dumps((STATE_FORMAT, trackers, since), protocol=pickle.HIGHEST_PROTOCOL)
+        state = (STATE_FORMAT, trackers, since, self.baseline.get(link))
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, link: str, data: bytes) -> None:
-        fmt, trackers, since = pickle.loads(data)  # noqa: S301 - our own checkpoints and topic
+        fmt, trackers, since, baseline = pickle.loads(data)  # noqa: S301 - our own topic
         if fmt != STATE_FORMAT:
             raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
         rule = self.cfg.rule(self.window)
@@ -148,6 +195,8 @@ class LinkCongestion:
             self.metrics.state.labels(link, direction).set(tr.state)
         for (direction, name), start in since.items():
             self.since[(link, direction, name)] = start
+        if baseline is not None:
+            self.baseline[link] = float(baseline)
 
     def forget(self, link: str) -> None:
         for direction in ("in", "out"):
@@ -155,3 +204,9 @@ class LinkCongestion:
             self.metrics.forget(link, direction)
         for key in [k for k in self.since if k[0] == link]:
             del self.since[key]
+        self.ttft.pop(link, None)
+        self.baseline.pop(link, None)
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors.classes import CLASSES, INDEX
@@ -132,3 +133,21 @@ def test_state_is_saved_with_the_anomaly_checkpoint_and_continues() -> None:
     assert resolved["fingerprint"] == first["fingerprint"]
     assert resolved["starts_at"] == first["starts_at"]
     assert lc2.trackers[(LINK, "in")].seen == 60  # its history went on, not started again
+
+
+def test_ai_time_to_first_token_against_the_links_baseline_is_evidence_and_signal() -> None:
+    registry = CollectorRegistry()
+    events: list[dict] = []
+    lc = LinkCongestion(CongestionConfig(), CongestionMetrics(registry), W, events.append)
+    links = np.array([LINK] * 4, dtype=object)
+    for k in range(40):
+        end = 1_700_000_000.0 + (k + 1) * W
+        busy = k >= 30
+        ttft = np.full(4, 1.6 if busy else 0.5)  # queues on the busy link triple the wait
+        lc.qoe(links, np.full(4, end - 1), ttft)
+        lc.observe(window(k, 0.65 if busy else 0.4), CAP)
+    warning = [e for e in events if e["status"] == "firing"]
+    assert [e["labels"]["severity"] for e in warning] == ["warning"]
+    ctx = warning[0]["context"]
+    assert ctx["ai_ttft_baseline_s"] == pytest.approx(0.5, rel=0.05)
+    assert ctx["ai_ttft_ratio"] >= 2 and ctx["smoothed_utilisation"] < 0.75
