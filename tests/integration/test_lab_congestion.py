@@ -1,14 +1,15 @@
-"""Congestion on real packets: a tc-shaped 20 Mbit/s lab link, loaded by paced TCP (lab.load),
-metered live by `inferwatch probe` into the real broker, analysed by a worker with the default
-congestion configuration. Needs root.
+"""Congestion (and link anomalies) on real packets: a tc-shaped 20 Mbit/s lab link, loaded by
+paced TCP (lab.load), metered live by `inferwatch probe` into the real broker, analysed by a
+worker with the default congestion configuration. Needs root.
 
 In every `make test`: 40 % for a minute, then 30 Mbit/s offered (the link saturates) for a
 minute, then 30 %: critical within 30 s of the saturation's onset (event time), resolved
 within 60 s of the load dropping, nothing before.
 
-With INFERWATCH_LONG_LAB=1 (about 30 minutes, not in CI): ten minutes at 30 to 60 % with
-bursts raise nothing; a linear ramp from 30 % to 100 % over 15 minutes is predicted at least
-2 minutes before the warning."""
+With INFERWATCH_LONG_LAB=1 (about an hour, not in CI): ten minutes at 30 to 60 % with bursts
+raise nothing; a linear ramp from 30 % to 100 % over 15 minutes is predicted at least 2 minutes
+before the warning; link anomalies (2-s windows so the detectors' warm-up takes 7 minutes, not
+35): ten quiet minutes, then a traffic surge and a link failure, each raised within 60 s."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ class LoadRun:
 
 
 def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str,
-             seconds: float, wait_for: str) -> LoadRun:  # fmt: skip
+             seconds: float, wait_for: str, env: dict[str, str] | None = None,
+             alerts: str = "InferwatchLinkCongestion") -> LoadRun:  # fmt: skip
     """Play ``profile`` through a fresh 20 Mbit/s lab link metered by the probe; return the
     worker's congestion events once one with status ``wait_for`` is there (or 60 s after)."""
     lab = make_lab(LinkSpec(Shape(rate_mbit=MBIT), Shape(rate_mbit=MBIT)))
@@ -60,6 +62,7 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
         "INFERWATCH_CLASSIFY__ENABLED": "false",
         "INFERWATCH_ANOMALY__ENABLED": "false",
         "INFERWATCH_ANALYSIS__SERIES_TOPIC": f"{names.raw}.series",
+        **(env or {}),
     })  # fmt: skip
     py = sys.executable
     inferwatch = shutil.which("inferwatch", path=str(Path(py).parent)) or "inferwatch"
@@ -87,8 +90,7 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
         while time.monotonic() < deadline:
             msgs = asyncio.run(read_all(broker, names.alerts, 10_000, wait=3))
             events = [orjson.loads(m.value) for m in msgs]
-            events = [e for e in events if e["labels"]["alertname"].startswith(
-                "InferwatchLinkCongestion")]  # fmt: skip
+            events = [e for e in events if e["labels"]["alertname"].startswith(alerts)]
             if any(e["status"] == wait_for for e in events):
                 break
         series = []
@@ -133,7 +135,7 @@ def _bursty(minutes: int) -> str:
     phases = []
     for k in range(minutes * 2):
         base = (6, 9, 12, 8, 10, 7)[k % 6]
-        phases.append(f"25:{base}" if k % 2 else f"20:{base},5:18")
+        phases.append(f"30:{base}" if k % 2 else f"25:{base},5:18")
     return ",".join(phases)
 
 
@@ -160,3 +162,30 @@ def test_a_fifteen_minute_ramp_is_predicted_two_minutes_ahead(
     assert predicted is not None and warning is not None, run.events
     print(f"predicted {warning - predicted:.0f} s before the warning")
     assert warning - predicted >= 120
+
+
+@LONG
+def test_lab_anomalies_quiet_then_surge_and_failure(
+    broker, names, start_worker, make_lab, tmp_path
+):
+    # 2-s windows: warm-up (150 + 20 + 50 windows) ends at 440 s; judged quiet 440-1020 s;
+    # a surge to 90 % at 1020 s for a minute; normal again; the link carries nothing from
+    # 1320 s for a minute (a failure upstream); normal again to 1500 s
+    normal = _bursty(17)  # 1020 s
+    profile = f"{normal},60:18,{_bursty(4)},60:0,{_bursty(2)}"  # ends at 1500 s
+    run = run_load(broker, names, start_worker, make_lab, tmp_path, profile, 1500,
+                   wait_for="firing", alerts="InferwatchLinkAnomaly", env={
+                       "INFERWATCH_ANALYSIS__WINDOW_SECONDS": "2",
+                       "INFERWATCH_ANALYSIS__GRACE_SECONDS": "3",
+                       "INFERWATCH_ANALYSIS__MAX_IDLE_WINDOWS": "2000",
+                       "INFERWATCH_ANOMALY__ENABLED": "true",
+                       "INFERWATCH_CONGESTION__ENABLED": "false",
+                   })  # fmt: skip
+    fired = [(e["context"]["window_start"] - run.t0, e["labels"]["series"])
+             for e in run.events if e["status"] == "firing"]  # fmt: skip
+    print("anomalies:", [(round(t), s) for t, s in fired])
+    quiet = [f for f in fired if 440 <= f[0] < 1015]
+    surge = [t for t, s in fired if s == "bytes" and 1015 <= t <= 1020 + 60]
+    failure = [t for t, s in fired if s == "bytes" and 1315 <= t <= 1320 + 60]
+    assert not quiet, quiet
+    assert surge and failure, fired
