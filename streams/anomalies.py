@@ -202,6 +202,8 @@ class LinkAnomalies:
         tracks = self._restore(link)
         if tracks is None:
             tracks = {name: Track(self.cfg.detector.build()) for name in self.cfg.series}
+        for name, tr in tracks.items():
+            self.metrics.active.labels(link, name).set(0 if tr.since is None else 1)
         self.tracks[link] = tracks
         self.metrics.links.set(len(self.tracks))
         return tracks
@@ -252,8 +254,6 @@ class LinkAnomalies:
                 tracks[name] = Track(
                     NoveltyDetector.loads(det), mean, var, above, below, since, peak
                 )
-                if since is not None:
-                    self.metrics.active.labels(link, name).set(1)
         except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError) as exc:
             # a bad checkpoint costs the link its history, not the worker
             self.metrics.checkpoints.labels("unreadable").inc()

@@ -154,3 +154,51 @@ def test_every_alert_and_resolution_arrives_once_through_outage_errors_and_a_res
             d.wait(15)
         if receiver.server is not None:
             receiver.server.shutdown()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("INFERWATCH_LONG_DISPATCH"),
+    reason="five-minute outage: INFERWATCH_LONG_DISPATCH=1",
+)
+def test_an_alert_storm_through_a_five_minute_outage_arrives_exactly_once(broker, names, tmp_path):
+    """60 alerts fire over the outage, 30 of them resolve during it, 10 fire again; the
+    receiver is down for 300 s; once it is back every firing and resolution arrives once."""
+    asyncio.run(create_topic(broker, names.alerts, 1))
+    port = free_port()
+    receiver = Receiver(port)
+    receiver.script = []  # back means 200
+    d = start_dispatcher(broker, names, tmp_path, port)
+    try:
+        t0 = time.time()
+        for minute in range(5):  # a storm: 12 new alerts a minute, resolutions as they go
+            batch = [orjson.dumps(alert_event(
+                "firing", {"alertname": "InferwatchStorm", "severity": "warning",
+                           "link": f"l{minute * 12 + i}"}, {"summary": "storm"}, t0 + minute * 60,
+            )) for i in range(12)]  # fmt: skip
+            if minute >= 1:
+                batch += [orjson.dumps(alert_event(
+                    "resolved", {"alertname": "InferwatchStorm", "severity": "warning",
+                                 "link": f"l{(minute - 1) * 12 + i}"}, {"summary": "storm"},
+                    t0 + (minute - 1) * 60, t0 + minute * 60,
+                )) for i in range(0, 12, 2)]  # fmt: skip
+            asyncio.run(produce(broker, names.alerts, batch))
+            time.sleep(max(0.0, t0 + (minute + 1) * 60 - time.time()))
+        receiver.start()  # after 300 s down
+        back = time.monotonic()
+        want = 60 + 4 * 6  # firings + resolutions
+        while time.monotonic() - back < 120 and len(receiver.delivered()) < want:
+            time.sleep(0.5)
+        took = time.monotonic() - back
+        time.sleep(5)  # anything more would be a duplicate
+        got = receiver.delivered()
+        assert len(got) == want, (len(got), (tmp_path / "dispatch.log").read_text()[-2000:])
+        assert all(len(ids) == 1 for ids in got.values())
+        ids = [r["id"] for r in receiver.requests]
+        assert len(ids) == len(set(ids))  # no notification sent twice once the receiver was up
+        print(f"all {want} delivered {took:.0f} s after the receiver came back")
+    finally:
+        if d.poll() is None:
+            d.send_signal(signal.SIGTERM)
+            d.wait(15)
+        if receiver.server is not None:
+            receiver.server.shutdown()

@@ -36,7 +36,8 @@ def concrete(expr: str) -> str:
 
 def test_dashboards_are_provisioned_with_the_fixed_datasource():
     assert {p.stem for p in DASHBOARDS} >= {
-        "inferwatch-overview", "inferwatch-ai", "inferwatch-pipeline"}  # fmt: skip
+        "inferwatch-overview", "inferwatch-ai", "inferwatch-pipeline", "inferwatch-links",
+        "inferwatch-anomalies"}  # fmt: skip
     ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
     uid = ds["datasources"][0]["uid"]
     uids = set()
