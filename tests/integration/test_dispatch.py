@@ -156,6 +156,7 @@ def test_every_alert_and_resolution_arrives_once_through_outage_errors_and_a_res
             receiver.server.shutdown()
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(
     not os.environ.get("INFERWATCH_LONG_DISPATCH"),
     reason="five-minute outage: INFERWATCH_LONG_DISPATCH=1",

@@ -33,9 +33,13 @@ from tests.kafka_util import create_topic, read_all
 pytestmark = pytest.mark.integration
 
 MBIT = 20.0
-LONG = pytest.mark.skipif(
+SKIP_LONG = pytest.mark.skipif(
     not os.environ.get("INFERWATCH_LONG_LAB"), reason="long lab scenario: INFERWATCH_LONG_LAB=1"
 )
+
+
+def LONG(test: Any) -> Any:  # a marker: opt-in, and its own timeout
+    return SKIP_LONG(pytest.mark.timeout(3600)(test))
 
 
 @dataclass
@@ -111,6 +115,7 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
                     p.kill()
 
 
+@pytest.mark.timeout(600)
 def test_saturated_lab_link_goes_critical_then_resolves(
     broker, names, start_worker, make_lab, tmp_path: Path
 ):
