@@ -8,7 +8,7 @@ RUN_PORT ?= 9092
 TEST_PORT ?= 19092
 METRICS_PORT ?= 9108
 
-.PHONY: run test setup lab-setup unit integration lint typecheck kafka-fetch clean help
+.PHONY: run test test-long setup lab-setup unit integration lint typecheck kafka-fetch clean help
 
 help:
 	@echo "make run    start a local broker, a worker and a replay of the sample; /metrics on :$(METRICS_PORT)"
@@ -59,6 +59,14 @@ integration: setup lab-setup
 test: setup lab-setup lint typecheck
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  $(PY) -m pytest --doctest-modules streams detectors tests
+
+# The long opt-in scenarios (about 70 minutes, not in `make test`): ten quiet minutes and a
+# 15-minute ramp on a congested lab link, lab link anomalies, an alert storm through a
+# five-minute webhook outage.
+test-long: setup lab-setup
+	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
+	  INFERWATCH_LONG_LAB=1 INFERWATCH_LONG_DISPATCH=1 $(PY) -m pytest -s -m integration \
+	  -k "quiet or ramp or anomalies or storm" tests
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
