@@ -150,7 +150,7 @@ def test_ten_quiet_minutes_raise_nothing(broker, names, start_worker, make_lab, 
                    wait_for="firing")  # fmt: skip
     assert run.events == [], [(e["labels"], e["status"]) for e in run.events]
     busy = [u for start, u in run.utilisation if 0 <= start < 590]
-    assert max(busy) < 0.75 and sum(busy) / len(busy) > 0.3, busy
+    assert 0.3 <= sum(busy) / len(busy) <= 0.6, busy  # a 30-60 % link, bursts included
 
 
 @LONG
