@@ -65,7 +65,7 @@ test: setup lab-setup lint typecheck
 # five-minute webhook outage.
 test-long: setup lab-setup
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
-	  INFERWATCH_LONG_LAB=1 INFERWATCH_LONG_DISPATCH=1 $(PY) -m pytest -s -m integration \
+	  LONG_LAB=1 LONG_DISPATCH=1 $(PY) -m pytest -s -m integration \
 	  -k "quiet or ramp or anomalies or storm" tests
 
 clean:
