@@ -225,6 +225,17 @@ def probe(
         active_timeout=active_timeout,
         bpf_filter=bpf,
     )
+    import multiprocessing
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        # nfstream meters in child processes: a SIGTERM to this one alone left them running
+        # as orphans. Stop them, then leave as Ctrl-C does.
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         sent = asyncio.run(run_probe(opts, cfg, topic))
     except InferwatchError as exc:
