@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 CLASSES: tuple[str, ...] = (
     "ai-chat-stream",
     "ai-api",
@@ -36,6 +38,7 @@ CLASSES: tuple[str, ...] = (
 AI_CLASSES: tuple[str, ...] = CLASSES[:4]
 AI_FAMILY = "ai"  # a catalog label meaning "one of the AI classes"
 INDEX = {name: i for i, name in enumerate(CLASSES)}
+AI_INDEX = np.array([INDEX[c] for c in AI_CLASSES])  # the AI classes' indices
 OTHER = INDEX["other"]
 
 

@@ -24,12 +24,11 @@ import numpy as np
 
 from detectors.behaviour import features_and_qoe
 from detectors.catalog import FAMILY, NONE, EndpointCatalog
-from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
+from detectors.classes import AI_INDEX, CLASSES, OTHER
 from detectors.classifier import FlowClassifier
 from detectors.flows import Array, FlowBatch
 
 PRIOR_WEIGHT = 0.9
-AI_INDEX = np.array([INDEX[c] for c in AI_CLASSES])
 
 
 @dataclass(slots=True)

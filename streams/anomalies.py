@@ -30,11 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from detectors.anomaly import NoveltyDetector
-from detectors.classes import AI_CLASSES
-from detectors.classes import CLASSES as ALL_CLASSES
+from detectors.classes import AI_INDEX
 from detectors.windows import BYTES_IN, BYTES_OUT, FLOWS, PACKETS_IN, PACKETS_OUT, ClosedWindow
 from streams.alerts import alert_event
 from streams.config import AnomalyConfig
@@ -56,14 +53,11 @@ class Companion(Protocol):
     def restore(self, link: str, data: bytes) -> None: ...
 
 
-_AI = np.array([ALL_CLASSES.index(c) for c in AI_CLASSES])
-
-
 def series_values(c: ClosedWindow, window: float) -> dict[str, float]:
     """The points a closed window gives each series."""
     v = c.values
     total_bytes = float(v[:, BYTES_IN].sum() + v[:, BYTES_OUT].sum())
-    ai_bytes = float(v[_AI, BYTES_IN].sum() + v[_AI, BYTES_OUT].sum())
+    ai_bytes = float(v[AI_INDEX, BYTES_IN].sum() + v[AI_INDEX, BYTES_OUT].sum())
     return {
         "bytes": total_bytes / window,
         "packets": float(v[:, PACKETS_IN].sum() + v[:, PACKETS_OUT].sum()) / window,

@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.classes import AI_CLASSES
-from detectors.classes import CLASSES as ALL_CLASSES
+from detectors.classes import AI_INDEX
 from detectors.congestion import STATES, CongestionTracker, Update
 from detectors.flows import Array
 from detectors.windows import BYTES_IN, BYTES_OUT, ClosedWindow
@@ -39,7 +38,6 @@ from streams.metrics import CongestionMetrics
 
 CONGESTION = "InferwatchLinkCongestion"
 PREDICTED = "InferwatchLinkCongestionPredicted"
-_AI = np.array([ALL_CLASSES.index(c) for c in AI_CLASSES])
 STATE_FORMAT = 2
 QOE_SECONDS = 60.0  # AI flows behind a link's current time-to-first-token median
 QOE_KEEP = 2000  # at most this many of them per link
@@ -118,7 +116,7 @@ class LinkCongestion:
             else:
                 m.eta.labels(c.link, direction).set(upd.eta_windows * self.window)
             if upd.changes:
-                ai = float(c.values[_AI, col].sum()) / total if total > 0 else 0.0
+                ai = float(c.values[AI_INDEX, col].sum()) / total if total > 0 else 0.0
                 evidence = {
                     "utilisation": round(u, 4), "smoothed_utilisation": round(upd.smoothed, 4),
                     "bits_per_second": bps, "capacity_bps": capacity,
