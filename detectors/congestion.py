@@ -108,7 +108,7 @@ class CongestionTracker:
     # -- the state rule ------------------------------------------------------------------------
 
     def _threshold(self, state: int) -> float:
-        return (math.inf, self.rule.warning, self.rule.critical)[state] if state else 0.0
+        return (0.0, self.rule.warning, self.rule.critical)[state]
 
     def _step_state(self, u: float, qoe: float, changes: list[tuple[str, str, int]]) -> None:
         r = self.rule

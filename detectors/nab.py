@@ -137,9 +137,9 @@ def _row_weights(f: ScoredFile, p: Profile) -> tuple[Array, Array]:
 def sweep(files: Sequence[ScoredFile], profile: Profile) -> SweepResult:
     """The threshold that maximises the corpus total, and that total."""
     scores_l, owner_l, weight_l = [], [], []
+    rows = [_row_weights(f, profile) for f in files]
     n_windows = 0
-    for f in files:
-        owner, weight = _row_weights(f, profile)
+    for f, (owner, weight) in zip(files, rows, strict=True):
         scores_l.append(np.asarray(f.scores, dtype=np.float64))
         owner_l.append(np.where(owner >= 0, owner + n_windows, owner))
         weight_l.append(weight)
@@ -183,13 +183,17 @@ def sweep(files: Sequence[ScoredFile], profile: Profile) -> SweepResult:
         tp=tp_b,
         fp=fp_b,
         fn=n_windows - tp_b,
-        per_file={f.name: file_score(f, profile, threshold) for f in files},
+        per_file={
+            f.name: _file_total(f, owner, weight, profile, threshold)
+            for f, (owner, weight) in zip(files, rows, strict=True)
+        },
     )
 
 
-def file_score(f: ScoredFile, profile: Profile, threshold: float) -> float:
-    """One file's raw NAB total at a threshold."""
-    owner, weight = _row_weights(f, profile)
+def _file_total(
+    f: ScoredFile, owner: Array, weight: Array, profile: Profile, threshold: float
+) -> float:
+    """One file's raw NAB total at a threshold, from its rows' owners and weights."""
     hit = (np.asarray(f.scores) >= threshold) & (owner != -2)
     total = float(weight[hit & (owner == -1)].sum())
     for k in range(len(f.windows)):

@@ -21,7 +21,6 @@ import collections
 import contextlib
 import math
 import pickle
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +49,6 @@ class LinkCongestion:
     metrics: CongestionMetrics
     window: float
     alert: Callable[[dict[str, Any]], None] | None = None
-    clock: Callable[[], float] = time.time
     trackers: dict[tuple[str, str], CongestionTracker] = field(default_factory=dict)
     since: dict[tuple[str, str, str], float] = field(default_factory=dict)  # open alerts
     ttft: dict[str, collections.deque[tuple[float, float]]] = field(default_factory=dict)
