@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import synth
-from streams.topics import read_to_end, topic_partitions
+from streams.topics import committed, read_to_end, topic_partitions
 
 INFERWATCH = Path(sys.executable).parent / "inferwatch"
 RAW_PARTITIONS = 4
@@ -537,16 +537,6 @@ def run_scale(plan: Plan, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     }
 
 
-async def _committed(broker: str, group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
-
-
 async def _count_published(broker: str, topic: str) -> int:
     """Records in the micro-batches of a flows.v1 topic (ticks excluded), read to its end."""
     from streams.wire import TICK_KEY, decode_batch
@@ -582,7 +572,7 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
     first = _start_worker(plan.broker, suffix, names, extra)
     try:
         deadline = time.monotonic() + 600
-        while asyncio.run(_committed(plan.broker, group, names["raw"])) < kill_at * len(values):
+        while asyncio.run(committed(plan.broker, group, names["raw"])) < kill_at * len(values):
             if time.monotonic() > deadline:
                 raise RuntimeError("the first worker did not get far enough")
             time.sleep(0.2)
@@ -590,11 +580,11 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
         first.proc.wait()
     finally:
         first.log.close()
-    resumed_from = asyncio.run(_committed(plan.broker, group, names["raw"]))
+    resumed_from = asyncio.run(committed(plan.broker, group, names["raw"]))
     second = _start_worker(plan.broker, suffix, names, extra)
     try:
         deadline = time.monotonic() + 900
-        while asyncio.run(_committed(plan.broker, group, names["raw"])) < len(values):
+        while asyncio.run(committed(plan.broker, group, names["raw"])) < len(values):
             if time.monotonic() > deadline:
                 raise RuntimeError("the second worker did not finish")
             time.sleep(0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -338,6 +339,20 @@ def classify_cmd(
         raise click.ClickException(str(exc)) from exc
 
 
+def _emit_report(data: dict[str, Any], text: str, json_out: Path | None) -> None:
+    """An evaluation's report: its text, and its JSON to ``json_out`` too ('-': only the
+    JSON, to stdout)."""
+    import orjson
+
+    raw = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    if str(json_out) == "-":
+        click.echo(raw.decode())
+        return
+    click.echo(text)
+    if json_out is not None:
+        json_out.write_bytes(raw + b"\n")
+
+
 @main.group("eval")
 def eval_group() -> None:
     """Evaluations on recorded lab datasets (docs/classification.md)."""
@@ -384,7 +399,6 @@ def eval_classify(
 ) -> None:
     """Replay a recorded dataset through the classifier, test-then-train; print the confusion
     matrix, per-class F1, macro-F1 and the QoE errors against the ground truth."""
-    import orjson
 
     from streams.endpoints import DEFAULT_ENDPOINTS_PATH, load_endpoints
     from streams.evaluate import run_eval
@@ -396,13 +410,7 @@ def eval_classify(
         )
     except (InferwatchError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
-    data = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    if str(json_out) == "-":
-        click.echo(data.decode())
-        return
-    click.echo(report.text())
-    if json_out is not None:
-        json_out.write_bytes(data + b"\n")
+    _emit_report(report.as_dict(), report.text(), json_out)
 
 
 @eval_group.command("anomaly")
@@ -424,7 +432,6 @@ def eval_anomaly(
     """Run the worker's anomaly detector over every series of a NAB-format corpus, strictly
     online; write the scores and, when the corpus has labels, print the NAB scores of the
     standard, reward-low-FP and reward-low-FN profiles (docs/anomaly.md)."""
-    import orjson
 
     from streams.anomaly_eval import run_anomaly_eval
 
@@ -433,13 +440,7 @@ def eval_anomaly(
         report = run_anomaly_eval(corpus, out, cfg.anomaly.detector.build)
     except (InferwatchError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
-    data = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2)
-    if str(json_out) == "-":
-        click.echo(data.decode())
-        return
-    click.echo(report.text())
-    if json_out is not None:
-        json_out.write_bytes(data + b"\n")
+    _emit_report(report.as_dict(), report.text(), json_out)
 
 
 @main.group()

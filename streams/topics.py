@@ -103,6 +103,17 @@ async def read_latest(cfg: Config, topic: str, key: bytes, wait: float = 30.0) -
     return (await read_compacted(cfg, topic, wait)).get(key)
 
 
+async def committed(broker: str, group: str, topic: str) -> int:
+    """Sum over partitions of the offsets ``group`` has committed on ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
+
+
 async def ensure_topics(cfg: Config, wait: float = 30.0) -> list[str]:
     """Create the missing topics; return the names created. Raises ServiceError on failure."""
     admin = AIOKafkaAdminClient(

@@ -9,6 +9,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.topics import committed
+
+__all__ = ["committed", "create_topic", "produce", "read_all"]
+
 
 async def create_topic(broker: str, name: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
@@ -62,14 +66,3 @@ async def read_all(broker: str, topic: str, expect: int, wait: float = 30.0) -> 
         return out
     finally:
         await consumer.stop()
-
-
-async def committed(broker: str, group: str, topic: str) -> int:
-    """Sum over partitions of the offsets ``group`` has committed on ``topic``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
