@@ -35,7 +35,7 @@ from detectors.windows import (
 )
 from streams.anomalies import LinkAnomalies
 from streams.anonymise import Anonymiser
-from streams.classification import ASKED, Classification
+from streams.classification import Classification, asked_ttft
 from streams.config import AnalysisConfig
 from streams.congestion import LinkCongestion
 from streams.links import LinkCatalog
@@ -206,9 +206,7 @@ class Analyzer:
             result = self.classification.run(batch, links)
             classes = result.label
             if self.congestion is not None:  # AI time to first token: congestion's QoE signal
-                asked = np.isin(classes, ASKED)
-                ttft = np.where(asked, result.qoe["ttft_s"], np.nan)
-                self.congestion.qoe(links, batch.ts_end, ttft)
+                self.congestion.qoe(links, batch.ts_end, asked_ttft(result))
         else:
             classes = np.full(n, OTHER_CLASS, dtype=np.int64)
         out = batch.fwd_out.astype(bool)

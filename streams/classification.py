@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 ASKED = np.array([INDEX[c] for c in AI_CLASSES if c != "ai-realtime"])
 
 
+def asked_ttft(result: Classified) -> Array:
+    """Per record: the estimated time to first token of a flow of an AI class that is asked
+    and answers (chat, API, agentic), else NaN."""
+    return np.where(np.isin(result.label, ASKED), result.qoe["ttft_s"], np.nan)
+
+
 DRIFT_LABELS = {"alertname": "InferwatchClassifierDrift", "severity": "warning"}
 
 
@@ -129,7 +135,7 @@ class Classification:
 
     def _qoe(self, result: Classified, links: Array) -> None:
         q = result.qoe
-        ai = np.isin(result.label, ASKED) & np.isfinite(q["ttft_s"])
+        ai = np.isfinite(asked_ttft(result))
         for i in np.flatnonzero(ai):
             link, cls = str(links[i]), CLASSES[result.label[i]]
             self.metrics.ttft.labels(link, cls).observe(float(q["ttft_s"][i]))
