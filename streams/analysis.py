@@ -39,6 +39,7 @@ from streams.classification import Classification, asked_ttft
 from streams.config import AnalysisConfig
 from streams.congestion import LinkCongestion
 from streams.links import LinkCatalog
+from streams.linkstate import LinkStates
 from streams.metrics import LinkMetrics
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class Analyzer:
         classification: Classification | None = None,
         anomalies: LinkAnomalies | None = None,
         congestion: LinkCongestion | None = None,
+        states: LinkStates | None = None,
     ) -> None:
         self.cfg = cfg
         self.catalog = links
@@ -142,6 +144,7 @@ class Analyzer:
         self.congestion = congestion
         if congestion is not None:
             congestion.alert = self._alert
+        self.states = states  # the saved state of the link detectors
         self.cap = LinkCap(cfg.max_links)
         self.anonymiser = Anonymiser(
             cfg.anonymise,
@@ -154,6 +157,9 @@ class Analyzer:
         self._owner: dict[str, int] = {}  # link -> partition whose windows hold it
 
     def _alert(self, event: dict[str, Any]) -> None:
+        link = event.get("labels", {}).get("link")
+        if self.states is not None and link is not None:
+            self.states.alerted(link)  # saved at once: a crash must not lose the alert's state
         if self.publish is not None:
             self.publish("alerts", event)
 
@@ -192,6 +198,8 @@ class Analyzer:
             self.anomalies.forget(link)
         if self.congestion is not None:
             self.congestion.forget(link)
+        if self.states is not None:
+            self.states.forget(link)
         self.metrics.links.set(len(self.cap.admitted))
 
     # -- the work --------------------------------------------------------------------------
@@ -292,8 +300,10 @@ class Analyzer:
             latest[c.link] = c  # closed windows come in time order per link
             if self.publish is not None:
                 self.publish("series", window_record(c, w))
+            if self.states is not None and not self.states.window(c.link, c.start, partition):
+                continue  # the detectors saw this window before a restart
             if self.anomalies is not None:
-                self.anomalies.observe(c, partition)
+                self.anomalies.observe(c)
             if self.congestion is not None:
                 self.congestion.observe(c, self.catalog.capacity(c.link))
         m = self.metrics

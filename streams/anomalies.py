@@ -15,20 +15,18 @@ the score and the window as context) follow a small state machine per (link, ser
   (hysteresis: a level hovering around the threshold does not flap).
 
 The expected band is the exponentially weighted mean of the series +/- 3 standard deviations
-(about the last 30 windows), before the point. Detector and event state are saved per link to
-the compacted topic ``anomaly.v1`` every ``checkpoint_seconds``, into the partition of flows.v1
-that holds the link, so a worker taking a partition over reads only that partition's links.
+(about the last 30 windows), before the point. Detector and event state are one part of the
+link's saved state (streams/linkstate.py): ``dump`` and ``restore``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from detectors.anomaly import NoveltyDetector
 from detectors.classes import AI_INDEX
@@ -37,20 +35,9 @@ from streams.alerts import alert_event
 from streams.config import AnomalyConfig
 from streams.metrics import AnomalyMetrics
 
-log = logging.getLogger(__name__)
-
 ALERTNAME = "InferwatchLinkAnomaly"
 BAND_ALPHA = 1.0 / 30.0
-STATE_FORMAT = 3  # (format, last window start learned, {series: state}, {companion: bytes})
-
-
-class Companion(Protocol):
-    """Other per-link state saved along with the anomaly detectors' (the congestion trackers):
-    ``dump`` returns its bytes for a link (None: nothing), ``restore`` takes them back."""
-
-    def dump(self, link: str) -> bytes | None: ...
-
-    def restore(self, link: str, data: bytes) -> None: ...
+STATE_FORMAT = 4  # (format, {series: state})
 
 
 def series_values(c: ClosedWindow, window: float) -> dict[str, float]:
@@ -102,27 +89,12 @@ class LinkAnomalies:
     alert: Callable[[dict[str, Any]], None] | None = None
     clock: Callable[[], float] = time.time
     tracks: dict[str, dict[str, Track]] = field(default_factory=dict)
-    partition_of: dict[str, int] = field(default_factory=dict)
-    learned_upto: dict[str, float] = field(default_factory=dict)  # last window start learned
-    saved: dict[str, bytes] = field(default_factory=dict)  # restored, not yet claimed
-    dirty: set[str] = field(default_factory=set)
-    last_checkpoint: float = 0.0
-    companions: dict[str, Companion] = field(default_factory=dict)
 
     # -- the work ------------------------------------------------------------------------------
 
-    def observe(self, c: ClosedWindow, partition: int) -> None:
-        """Score and learn a link's closed window; publish the events it causes. A window the
-        detectors already learned (state restored from a later point than the windows) is
-        skipped: no point is learned twice."""
+    def observe(self, c: ClosedWindow) -> None:
+        """Score and learn a link's closed window; publish the events it causes."""
         tracks = self._tracks(c.link)
-        start = float(c.start)
-        if start <= self.learned_upto.get(c.link, -math.inf):
-            self.metrics.skipped.inc()
-            return
-        self.learned_upto[c.link] = start
-        self.partition_of[c.link] = partition
-        self.dirty.add(c.link)
         values = series_values(c, self.window)
         t = float(c.start) + self.window
         for name in self.cfg.series:
@@ -191,94 +163,46 @@ class LinkAnomalies:
 
     def _tracks(self, link: str) -> dict[str, Track]:
         tracks = self.tracks.get(link)
-        if tracks is not None:
-            return tracks
-        tracks = self._restore(link)
         if tracks is None:
             tracks = {name: Track(self.cfg.detector.build()) for name in self.cfg.series}
+            self._set(link, tracks)
+        return tracks
+
+    def _set(self, link: str, tracks: dict[str, Track]) -> None:
         for name, tr in tracks.items():
             self.metrics.active.labels(link, name).set(0 if tr.since is None else 1)
         self.tracks[link] = tracks
         self.metrics.links.set(len(self.tracks))
-        return tracks
 
     def forget(self, link: str) -> None:
         """The link is gone from this worker (idle, or its partition moved)."""
         tracks = self.tracks.pop(link, None)
-        self.partition_of.pop(link, None)
-        self.learned_upto.pop(link, None)
-        self.dirty.discard(link)
         if tracks is not None:
             for name in tracks:
                 self.metrics.forget(link, name)
         self.metrics.links.set(len(self.tracks))
 
-    # -- state ---------------------------------------------------------------------------------
+    # -- state: a part of the link's saved state (streams/linkstate.py) ------------------------
 
-    def dumps(self, link: str) -> bytes:
+    def dump(self, link: str) -> bytes | None:
+        tracks = self.tracks.get(link)
+        if tracks is None:
+            return None
         state = {
             name: (tr.det.dumps(), tr.mean, tr.var, tr.above, tr.below, tr.since, tr.peak)
-            for name, tr in self.tracks[link].items()
+            for name, tr in tracks.items()
         }
-        upto = self.learned_upto.get(link, -math.inf)
-        extra = {name: c.dump(link) for name, c in self.companions.items()}
-        return pickle.dumps(
-            (STATE_FORMAT, upto, state, {k: v for k, v in extra.items() if v is not None}),
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
+        return pickle.dumps((STATE_FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def load(self, saved: dict[bytes, bytes]) -> None:
-        """Checkpoints read from anomaly.v1; each is claimed when its link's next window comes."""
-        for key, value in saved.items():
-            link = key.decode(errors="replace")
-            if link not in self.tracks:
-                self.saved[link] = value
-
-    def _restore(self, link: str) -> dict[str, Track] | None:
-        data = self.saved.pop(link, None)
-        if data is None:
-            return None
-        try:
-            fmt, upto, state, extra = pickle.loads(data)  # noqa: S301 - our own topic
-            if fmt != STATE_FORMAT:
-                raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
-            tracks: dict[str, Track] = {}
-            for name in self.cfg.series:
-                det, mean, var, above, below, since, peak = state[name]
-                tracks[name] = Track(
-                    NoveltyDetector.loads(det), mean, var, above, below, since, peak
-                )
-        except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError) as exc:
-            # a bad checkpoint costs the link its history, not the worker
-            self.metrics.checkpoints.labels("unreadable").inc()
-            log.error("link %s: unreadable anomaly checkpoint (%r); starting fresh", link, exc)
-            return None
-        self.metrics.checkpoints.labels("restored").inc()
-        self.learned_upto[link] = float(upto)
-        for name, blob in extra.items():
-            companion = self.companions.get(name)
-            if companion is not None:
-                try:
-                    companion.restore(link, blob)
-                except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError) as exc:
-                    self.metrics.checkpoints.labels("unreadable").inc()
-                    log.error("link %s: unreadable %s checkpoint (%r)", link, name, exc)
-        return tracks
-
-    def checkpoint_due(self) -> bool:
-        return bool(self.dirty) and (
-            self.clock() - self.last_checkpoint >= self.cfg.checkpoint_seconds
-        )
-
-    def checkpoints(self, partition: int | None = None) -> list[tuple[int, bytes, bytes]]:
-        """(flows.v1 partition, link, state) of every link changed since the last call (of one
-        partition's links only, when it is given: the partition is leaving this worker)."""
-        links = [
-            lk for lk in sorted(self.dirty)
-            if lk in self.tracks and partition in (None, self.partition_of[lk])
-        ]  # fmt: skip
-        out = [(self.partition_of[lk], lk.encode(), self.dumps(lk)) for lk in links]
-        self.dirty.difference_update(links)
-        if partition is None:
-            self.last_checkpoint = self.clock()
-        return out
+    def restore(self, link: str, data: bytes) -> None:
+        fmt, state = pickle.loads(data)  # noqa: S301 - our own topic
+        if fmt != STATE_FORMAT:
+            raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
+        tracks: dict[str, Track] = {}
+        for name in self.cfg.series:  # a series added since starts fresh
+            if name not in state:
+                tracks[name] = Track(self.cfg.detector.build())
+                continue
+            det, mean, var, above, below, since, peak = state[name]
+            tracks[name] = Track(NoveltyDetector.loads(det), mean, var, above, below, since, peak)
+        self._set(link, tracks)

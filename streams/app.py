@@ -23,10 +23,10 @@ import orjson
 from faust.types import TP
 
 from streams.analysis import Analyzer
-from streams.anomalies import LinkAnomalies
 from streams.classification import Classification, FeedbackDecoder
 from streams.config import Config
 from streams.continuity import Continuity
+from streams.linkstate import LinkStates
 from streams.metrics import IngestMetrics
 from streams.topics import read_compacted, read_latest
 from streams.wire import TICK_KEY, WireError, decode_batch, decode_tick
@@ -92,28 +92,28 @@ async def _save_model(classification: Classification, topic: Any, app_id: str) -
         log.exception("saving the classifier checkpoint failed")
 
 
-async def _resume_anomalies(cfg: Config, anomalies: LinkAnomalies, partition: int) -> None:
-    """Load the anomaly state of a flows.v1 partition's links (its partition of anomaly.v1)."""
+async def _resume_links(cfg: Config, states: LinkStates, partition: int) -> None:
+    """Read the saved detector state of a flows.v1 partition's links (its partition of the
+    link state topic)."""
     try:
-        saved = await read_compacted(cfg, cfg.anomaly.checkpoint_topic, partitions=[partition])
+        saved = await read_compacted(cfg, cfg.linkstate.topic, partitions=[partition])
     except Exception:  # the links start their detectors afresh rather than stop the worker
-        anomalies.metrics.checkpoints.labels("unreadable").inc()
-        log.exception("partition %d: could not read the anomaly checkpoints", partition)
+        states.metrics.checkpoints.labels("unreadable").inc()
+        log.exception("partition %d: could not read the link state", partition)
         return
-    anomalies.load(saved)
+    states.load(saved)
     if saved:
-        log.info("partition %d: anomaly state of %d links read", partition, len(saved))
+        log.info("partition %d: detector state of %d links read", partition, len(saved))
 
 
-async def _save_anomalies(anomalies: LinkAnomalies, topic: Any, only: int | None = None) -> None:
-    for partition, link, state in anomalies.checkpoints(only):
+async def _save_links(states: LinkStates, topic: Any, only: int | None = None) -> None:
+    for partition, link, state in states.checkpoints(only):
         try:
             await topic.send(key=link, value=state, partition=partition)
-            anomalies.metrics.checkpoints.labels("written").inc()
+            states.metrics.checkpoints.labels("written").inc()
         except Exception:  # the next checkpoint retries; the analysis goes on
-            anomalies.metrics.checkpoints.labels("failed").inc()
-            anomalies.dirty.add(link.decode())
-            log.exception("saving the anomaly checkpoint of link %s failed", link.decode())
+            states.failed(link.decode())
+            log.exception("saving the detector state of link %s failed", link.decode())
 
 
 def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.App:
@@ -146,10 +146,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     }
     model_topic = app.topic(cfg.classify.checkpoint_topic, value_serializer="raw")
     classification = analyzer.classification
-    anomalies = analyzer.anomalies if cfg.anomaly.checkpoint == "kafka" else None
-    anomaly_topic = app.topic(
-        cfg.anomaly.checkpoint_topic, value_serializer="raw", key_serializer="raw"
-    )
+    states = analyzer.states
+    state_topic = app.topic(cfg.linkstate.topic, value_serializer="raw", key_serializer="raw")
     windows = app.Table(
         "link-windows",
         default=None,
@@ -201,8 +199,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             if not continuity.knows(partition):
                 saved = windows.get(_key(partition))
                 continuity.restore(partition, _restore(analyzer, partition, saved))
-                if anomalies is not None:
-                    await _resume_anomalies(cfg, anomalies, partition)
+                if states is not None:
+                    await _resume_links(cfg, states, partition)
             if not await continuity.admit(partition, offset):
                 continue  # already in the state, or waiting for a re-read of what is missing
             try:
@@ -228,8 +226,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             await _flush(pending, outputs, metrics)
             if classification is not None and classification.checkpoint_due():
                 await _save_model(classification, model_topic, k.app_id)
-            if anomalies is not None and anomalies.checkpoint_due():
-                await _save_anomalies(anomalies, anomaly_topic)
+            if states is not None and states.checkpoint_due():
+                await _save_links(states, state_topic)
 
     if classification is not None:
         feedback = app.topic(cfg.classify.feedback_topic, value_serializer="raw")
@@ -246,8 +244,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
         for tp in revoked:
             if tp.topic == k.topics.flows:
-                if anomalies is not None:  # the next owner resumes from the latest state
-                    await _save_anomalies(anomalies, anomaly_topic, only=tp.partition)
+                if states is not None:  # the next owner resumes from the latest state
+                    await _save_links(states, state_topic, only=tp.partition)
                 analyzer.revoke(tp.partition)
                 continuity.forget(tp.partition)
 

@@ -194,15 +194,20 @@ class AnomalyConfig(_Section):
     min_windows: int = Field(1, ge=1, description="windows at or above threshold before it fires")
     resolve_level: float = Field(0.3, ge=0, lt=1, description="level under which it may resolve")
     resolve_windows: int = Field(6, ge=1, description="windows under resolve_level to resolve")
-    checkpoint: Literal["kafka", "off"] = "kafka"
-    checkpoint_topic: str = "anomaly.v1"
-    checkpoint_seconds: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AnomalyConfig:
         if self.resolve_level > self.threshold:
             raise ValueError("resolve_level must not exceed threshold")
         return self
+
+
+class LinkStateConfig(_Section):
+    """Where the per-link detector state (anomaly, congestion) is saved (streams/linkstate.py)."""
+
+    checkpoint: Literal["kafka", "off"] = "kafka"
+    topic: str = "linkstate.v1"
+    checkpoint_seconds: float = Field(60.0, gt=0, description="changed links are saved this often")
 
 
 class CongestionConfig(_Section):
@@ -297,6 +302,7 @@ class Config(_Section):
     classify: ClassifyConfig = ClassifyConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     congestion: CongestionConfig = CongestionConfig()
+    linkstate: LinkStateConfig = LinkStateConfig()
     dispatch: DispatchConfig = DispatchConfig()
     worker: WorkerConfig = WorkerConfig()
     ingest: IngestConfig = IngestConfig()

@@ -165,7 +165,7 @@ class LinkCongestion:
             began, start + self.window if status == "resolved" else None, context=context,
         ))  # fmt: skip
 
-    # -- state, saved along with the link's anomaly detectors (streams/anomalies.py) ----------
+    # -- state: a part of the link's saved state (streams/linkstate.py) ----------------------
 
     def dump(self, link: str) -> bytes | None:  # (the recent TTFTs are not kept: a minute)
         trackers = {

@@ -268,7 +268,7 @@ class LinkMetrics:
 
 class AnomalyMetrics:
     """Anomaly detection on link series. Labels: link (the bounded link set), series (the
-    configured list, at most four), status (firing, resolved), outcome (a fixed few)."""
+    configured list, at most four), status (firing, resolved)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.score = Gauge(
@@ -293,26 +293,32 @@ class AnomalyMetrics:
             "inferwatch_anomaly_links", "Links with anomaly detectors on this worker.",
             registry=registry,
         )  # fmt: skip
-        self.skipped = Counter(
-            "inferwatch_anomaly_windows_skipped",
-            "Closed windows the detectors had already learned (state restored past them).",
-            registry=registry,
-        )
-        self.checkpoints = Counter(
-            "inferwatch_anomaly_checkpoints",
-            "Anomaly detector checkpoints per outcome (written, failed, restored, unreadable).",
-            ["outcome"],
-            registry=registry,
-        )
         for status in ("firing", "resolved"):
             self.events.labels(status)
-        for outcome in ("written", "failed", "restored", "unreadable"):
-            self.checkpoints.labels(outcome)
 
     def forget(self, link: str, series: str) -> None:
         for metric in (self.score, self.active):
             with contextlib.suppress(KeyError):
                 metric.remove(link, series)
+
+
+class LinkStateMetrics:
+    """The saved per-link detector state (streams/linkstate.py). Label: outcome (a fixed few)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.checkpoints = Counter(
+            "inferwatch_link_state_checkpoints",
+            "Per-link detector state records per outcome (written, failed, restored, unreadable).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "inferwatch_link_state_windows_skipped",
+            "Closed windows the detectors had already seen (state restored past them).",
+            registry=registry,
+        )
+        for outcome in ("written", "failed", "restored", "unreadable"):
+            self.checkpoints.labels(outcome)
 
 
 class CongestionMetrics:

@@ -35,7 +35,7 @@ def wanted_topics(cfg: Config) -> list[NewTopic]:
         NewTopic(cfg.classify.feedback_topic, 1, 1),
         NewTopic(cfg.classify.checkpoint_topic, 1, 1, topic_configs={
             "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
-        NewTopic(cfg.anomaly.checkpoint_topic, k.flows_partitions, 1, topic_configs={
+        NewTopic(cfg.linkstate.topic, k.flows_partitions, 1, topic_configs={
             "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
     ]  # fmt: skip
 

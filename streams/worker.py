@@ -23,6 +23,7 @@ from streams.errors import ServiceError
 from streams.http import HttpService
 from streams.ingest.service import IngestService
 from streams.links import LinkCatalog
+from streams.linkstate import LinkStates
 from streams.metrics import (
     AnomalyMetrics,
     ClassifierMetrics,
@@ -30,6 +31,7 @@ from streams.metrics import (
     IngestMetrics,
     LagCollector,
     LinkMetrics,
+    LinkStateMetrics,
 )
 from streams.topics import ensure_topics
 
@@ -120,11 +122,17 @@ def run_worker(cfg: Config) -> None:
         congestion = LinkCongestion(
             cfg.congestion, CongestionMetrics(registry), cfg.analysis.window_seconds
         )
-    if anomalies is not None and congestion is not None:
-        anomalies.companions["congestion"] = congestion  # saved with the link's detectors
+    states = None
+    parts = {"anomaly": anomalies, "congestion": congestion}
+    if cfg.linkstate.checkpoint == "kafka" and any(parts.values()):
+        states = LinkStates(
+            cfg.linkstate.checkpoint_seconds,
+            LinkStateMetrics(registry),
+            {name: part for name, part in parts.items() if part is not None},
+        )
     analyzer = Analyzer(
-        cfg.analysis, links, LinkMetrics(registry),
-        classification=classification, anomalies=anomalies, congestion=congestion,
+        cfg.analysis, links, LinkMetrics(registry), classification=classification,
+        anomalies=anomalies, congestion=congestion, states=states,
     )  # fmt: skip
     app = build_app(cfg, metrics, analyzer)
     ingest = IngestService(cfg, metrics, links)

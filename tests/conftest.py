@@ -74,14 +74,14 @@ class Names:
         return f"t{self.suffix}.classifier.v1"
 
     @property
-    def anomaly(self) -> str:
-        return f"t{self.suffix}.anomaly.v1"
+    def linkstate(self) -> str:
+        return f"t{self.suffix}.linkstate.v1"
 
     def env(self) -> dict[str, str]:
         return {
             "INFERWATCH_CLASSIFY__FEEDBACK_TOPIC": self.labels,
             "INFERWATCH_CLASSIFY__CHECKPOINT_TOPIC": self.model,
-            "INFERWATCH_ANOMALY__CHECKPOINT_TOPIC": self.anomaly,
+            "INFERWATCH_LINKSTATE__TOPIC": self.linkstate,
             "INFERWATCH_KAFKA__TOPICS__RAW": self.raw,
             "INFERWATCH_KAFKA__TOPICS__FLOWS": self.flows,
             "INFERWATCH_KAFKA__TOPICS__DLQ": self.dlq,

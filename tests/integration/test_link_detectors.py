@@ -31,7 +31,7 @@ FAST = {  # a short warm-up so the test needs minutes of event time, not hours
     "INFERWATCH_ANOMALY__DETECTOR__LONG": "500",
     "INFERWATCH_ANOMALY__DETECTOR__HOLD": "30",
     "INFERWATCH_ANOMALY__RESOLVE_WINDOWS": "3",
-    "INFERWATCH_ANOMALY__CHECKPOINT_SECONDS": "0.5",
+    "INFERWATCH_LINKSTATE__CHECKPOINT_SECONDS": "0.5",
     "INFERWATCH_ANOMALY__SERIES": "[bytes, flows]",
     "INFERWATCH_CLASSIFY__ENABLED": "false",
 }
@@ -116,7 +116,7 @@ def test_link_failure_fires_once_quiet_elsewhere_and_state_survives_restart(
     assert (
         0 <= worker.total("inferwatch_link_anomaly_score", link="probe-1#1", series="bytes") < 0.5
     )
-    worker.wait_total("inferwatch_anomaly_checkpoints_total", 2, outcome="written")
+    worker.wait_total("inferwatch_link_state_checkpoints_total", 2, outcome="written")
     time.sleep(2)  # a tick or two: the state after the last window is saved too
     assert worker.terminate() < 15
 
@@ -125,7 +125,7 @@ def test_link_failure_fires_once_quiet_elsewhere_and_state_survives_restart(
     asyncio.run(produce(broker, names.raw, second))
     worker2 = start_worker(env)
     worker2.wait_total("inferwatch_analysed_records_total", len(second), timeout=90)
-    worker2.wait_total("inferwatch_anomaly_checkpoints_total", 2, outcome="restored")
+    worker2.wait_total("inferwatch_link_state_checkpoints_total", 2, outcome="restored")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         events = _anomaly_events(broker, names.alerts)
@@ -173,3 +173,50 @@ def test_saturation_raises_critical_with_evidence_then_resolves(broker, names, s
     assert 0.2 < worker.total("inferwatch_link_utilisation_ratio", link="lab-uplink",
                               direction="in") < 0.45  # fmt: skip
     worker.terminate()
+
+
+def test_worker_killed_right_after_an_alert_the_next_one_resolves_it_once(
+    broker, names, start_worker
+):
+    """SIGKILL right after a congestion alert fired (anomaly detection off: the congestion state
+    is saved on its own). The interval save is an hour, so only the record written at the alert
+    can tell the next worker the alert is open: it resolves it, and raises nothing twice."""
+    rng = random.Random(11)
+    t0 = math.floor(time.time() / W) * W - 100 * W
+    full = 100e6 / 8 * W
+
+    def volume(k: int, iface: int) -> float:  # 40 %, saturated from window 60 to 72, then 30 %
+        if iface == 2:
+            return 0.0
+        return full * (0.98 if 60 <= k < 72 else 0.4 if k < 60 else 0.3)
+
+    asyncio.run(create_topic(broker, names.raw, 1))
+    env = {"INFERWATCH_CLASSIFY__ENABLED": "false", "INFERWATCH_ANOMALY__ENABLED": "false",
+           "INFERWATCH_LINKSTATE__CHECKPOINT_SECONDS": "3600",
+           # the records are in the past: an idle worker's watermark must not jump to now
+           "INFERWATCH_INGEST__IDLE_SECONDS": "3600"}  # fmt: skip
+    calm = _records(t0, range(56), rng, volume)
+    asyncio.run(produce(broker, names.raw, calm))
+    worker = start_worker(env)
+    worker.wait_total("inferwatch_analysed_records_total", len(calm), timeout=90)
+    worker.wait_total("inferwatch_link_state_checkpoints_total", 1, outcome="written")  # interval
+    saturated = _records(t0, range(56, 66), rng, volume)
+    asyncio.run(produce(broker, names.raw, saturated))
+    worker.wait_total("inferwatch_congestion_events_total", 1, kind="congestion", status="firing")
+    worker.wait_total("inferwatch_link_state_checkpoints_total", 2, outcome="written")  # alert
+    worker.proc.kill()
+    worker.proc.wait()
+
+    second = _records(t0, range(66, 90), rng, volume)
+    asyncio.run(produce(broker, names.raw, second))
+    worker2 = start_worker(env)
+    worker2.wait_total("inferwatch_congestion_events_total", 1, kind="congestion",
+                       status="resolved", timeout=90)  # fmt: skip
+    assert worker2.total("inferwatch_link_state_checkpoints_total", outcome="restored") == 1
+    events = _events(broker, names.alerts, "InferwatchLinkCongestion")
+    seq = [(e["status"], e["labels"]["severity"], e["labels"]["direction"]) for e in events]
+    assert seq == [("firing", "critical", "in"), ("resolved", "critical", "in")], seq
+    assert events[0]["fingerprint"] == events[1]["fingerprint"]
+    assert events[1]["starts_at"] == events[0]["starts_at"]
+    assert worker2.total("inferwatch_congestion_events_total", status="firing") == 0
+    worker2.terminate()

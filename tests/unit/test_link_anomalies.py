@@ -49,7 +49,7 @@ def test_a_link_failure_fires_once_with_context_then_resolves() -> None:
     rates = _traffic(400)
     rates[300:330] = [0.0] * 30  # the link fails for five minutes, then comes back
     for k, r in enumerate(rates):
-        la.observe(_window(k, r), partition=3)
+        la.observe(_window(k, r))
     bytes_events = [e for e in events if e["labels"]["series"] == "bytes"]  # type: ignore[index]
     statuses = [e["status"] for e in bytes_events]
     assert statuses[:2] == ["firing", "resolved"], statuses
@@ -77,7 +77,7 @@ def test_min_windows_holds_back_a_blip_but_not_an_outage() -> None:
     def bytes_firing(rates: list[float]) -> int:
         la, events, _ = _anomalies(min_windows=9)
         for k, r in enumerate(rates):
-            la.observe(_window(k, r), partition=0)
+            la.observe(_window(k, r))
         return sum(
             1
             for e in events
@@ -92,47 +92,9 @@ def test_min_windows_holds_back_a_blip_but_not_an_outage() -> None:
     assert bytes_firing(outage) == 1
 
 
-def test_state_survives_a_checkpoint_and_continues_identically() -> None:
-    rates = _traffic(400)
-    rates[300:330] = [0.0] * 30
-    a, ev_a, _ = _anomalies()
-    for k, r in enumerate(rates):
-        a.observe(_window(k, r), partition=2)
-    b, ev_b, _ = _anomalies()
-    for k, r in enumerate(rates[:305]):
-        b.observe(_window(k, r), partition=2)
-    assert b.checkpoint_due()
-    saved = {link: state for _, link, state in b.checkpoints()}
-    c, ev_c, reg_c = _anomalies()
-    c.load(saved)
-    c.observe(_window(304, rates[304]), partition=2)  # re-read after the checkpoint: skipped
-    assert reg_c.get_sample_value("inferwatch_anomaly_windows_skipped_total", {}) == 1
-    for k, r in enumerate(rates[305:], start=305):
-        c.observe(_window(k, r), partition=2)
-    assert [e["status"] for e in ev_b + ev_c] == [e["status"] for e in ev_a]
-    restored = {"outcome": "restored"}
-    assert reg_c.get_sample_value("inferwatch_anomaly_checkpoints_total", restored) == 1
-    # the anomaly fired before the checkpoint; restored as firing, it is resolved, not re-fired
-    open_in_b = {e["fingerprint"] for e in ev_b if e["status"] == "firing"}
-    first_in_c = {e["fingerprint"]: e["status"] for e in reversed(ev_c)}
-    assert open_in_b and set(first_in_c) == open_in_b
-    assert set(first_in_c.values()) == {"resolved"}
-
-
-def test_unreadable_checkpoint_starts_fresh_and_is_counted() -> None:
-    la, _, registry = _anomalies()
-    la.load({b"r1:ge-0/0/1": b"not a checkpoint"})
-    la.observe(_window(0, 1e6), partition=0)
-    assert (
-        registry.get_sample_value("inferwatch_anomaly_checkpoints_total", {"outcome": "unreadable"})
-        == 1
-    )
-    assert la.tracks["r1:ge-0/0/1"]["bytes"].det.seen == 1
-
-
 def test_forget_removes_the_link_series() -> None:
     la, _, registry = _anomalies()
-    la.observe(_window(0, 1e6), partition=0)
+    la.observe(_window(0, 1e6))
     la.forget("r1:ge-0/0/1")
     assert (
         registry.get_sample_value(

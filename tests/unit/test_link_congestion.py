@@ -100,41 +100,6 @@ def test_durations_in_seconds_become_windows() -> None:
     assert rule.warning_windows == 4 and rule.lead == 60 and rule.trend_windows == 30
 
 
-def test_state_is_saved_with_the_anomaly_checkpoint_and_continues() -> None:
-    from streams.anomalies import LinkAnomalies
-    from streams.config import AnomalyConfig
-    from streams.metrics import AnomalyMetrics
-
-    def pair() -> tuple[LinkAnomalies, LinkCongestion, list[dict], CollectorRegistry]:
-        reg = CollectorRegistry()
-        events: list[dict] = []
-        la = LinkAnomalies(AnomalyConfig(), AnomalyMetrics(reg), W, events.append)
-        lc = LinkCongestion(CongestionConfig(), CongestionMetrics(reg), W, events.append)
-        la.companions["congestion"] = lc
-        return la, lc, events, reg
-
-    series = [0.4] * 40 + [0.98] * 10 + [0.3] * 10
-    la, lc, before, _ = pair()
-    for k, u in enumerate(series[:45]):  # saturated at the checkpoint: critical is open
-        la.observe(window(k, u), partition=1)
-        lc.observe(window(k, u), CAP)
-    assert lc.trackers[(LINK, "in")].state == 2
-    saved = {link: state for _, link, state in la.checkpoints()}
-    la2, lc2, after, _ = pair()
-    la2.load(saved)
-    for k, u in enumerate(series[45:], start=45):
-        la2.observe(window(k, u), partition=1)
-        lc2.observe(window(k, u), CAP)
-    congestion = [(e["status"], e["labels"]["severity"]) for e in after
-                  if e["labels"]["alertname"] == CONGESTION]  # fmt: skip
-    assert congestion == [("resolved", "critical")]  # not raised again, resolved by the new one
-    resolved = next(e for e in after if e["labels"]["alertname"] == CONGESTION)
-    first = next(e for e in before if e["labels"]["alertname"] == CONGESTION)
-    assert resolved["fingerprint"] == first["fingerprint"]
-    assert resolved["starts_at"] == first["starts_at"]
-    assert lc2.trackers[(LINK, "in")].seen == 60  # its history went on, not started again
-
-
 def test_ai_time_to_first_token_against_the_links_baseline_is_evidence_and_signal() -> None:
     registry = CollectorRegistry()
     events: list[dict] = []
