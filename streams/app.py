@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         broker_session_timeout=k.session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, k.session_timeout_seconds / 5),
         stream_wait_empty=False,
+        broker_max_poll_records=k.analysis_poll_messages,  # see docs/design.md (Faust traps)
         loghandlers=[],
     )
     flows = app.topic(k.topics.flows, value_serializer="raw", key_serializer="raw")
@@ -196,6 +198,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         await model_ready.wait()
         async for event in stream.events():
             partition, offset = event.message.partition, event.message.offset
+            metrics.queued.observe(max(time.time() - event.message.timestamp, 0.0))
             if not continuity.knows(partition):
                 saved = windows.get(_key(partition))
                 continuity.restore(partition, _restore(analyzer, partition, saved))

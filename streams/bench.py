@@ -165,11 +165,13 @@ async def raw_consume_rate(broker: str, topic: str, n: int) -> float:
 def _scrape(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         body = r.read().decode()
-    out: dict[str, Any] = {"buckets": {}, "ingest_buckets": {}}
+    out: dict[str, Any] = {"buckets": {}, "ingest_buckets": {}, "queue_buckets": {}}
     for fam in text_string_to_metric_families(body):
         for s in fam.samples:
             if s.name == "inferwatch_analysis_latency_seconds_bucket":
                 out["buckets"][float(s.labels["le"])] = s.value
+            elif s.name == "inferwatch_analysis_queue_seconds_bucket":
+                out["queue_buckets"][float(s.labels["le"])] = s.value
             elif s.name == "inferwatch_processing_latency_seconds_bucket":
                 out["ingest_buckets"][float(s.labels["le"])] = s.value
             elif not s.labels:
@@ -364,11 +366,29 @@ def run(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _stall(after: float, seconds: float) -> None:
+    """After ``after`` seconds, keep every core busy for ``seconds`` (a noisy neighbour)."""
+    time.sleep(after)
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    time.sleep(seconds)
+    for b in burners:
+        b.kill()
+        b.wait()
+
+
 def soak(
-    broker: str, minutes: float, rate: float, sample_seconds: float = 10.0
+    broker: str,
+    minutes: float,
+    rate: float,
+    sample_seconds: float = 10.0,
+    stall: tuple[float, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Feed a worker ``rate`` distinct records/s for ``minutes``; sample it every
-    ``sample_seconds``. Returns the samples and, last, a summary."""
+    ``sample_seconds``; with ``stall`` (at, seconds), busy every core for a while (the worker
+    must come back to its latency after it). Returns the samples and, last, a summary."""
     suffix = uuid.uuid4().hex[:8]
     names = _names(suffix)
     asyncio.run(_create_topics(broker, names))
@@ -391,6 +411,7 @@ def soak(
             t0 = time.monotonic()
             first = await asyncio.to_thread(_scrape, worker.port)
             before, before_ingest = first["buckets"], first["ingest_buckets"]
+            before_queue = first["queue_buckets"]
             while time.monotonic() - t0 < minutes * 60:
                 await asyncio.sleep(sample_seconds)
                 now = await asyncio.to_thread(_scrape, worker.port)
@@ -401,14 +422,21 @@ def soak(
                     "lag_records": now.get("inferwatch_consumer_lag_records", 0.0),
                     "latency_p50_seconds": quantile_from_buckets(before, now["buckets"], 0.5),
                     "latency_p99_seconds": quantile_from_buckets(before, now["buckets"], 0.99),
+                    "queue_p50_seconds": quantile_from_buckets(
+                        before_queue, now["queue_buckets"], 0.5
+                    ),
                     "ingest_latency_p99_seconds": quantile_from_buckets(
                         before_ingest, now["ingest_buckets"], 0.99
                     ),
                 })  # fmt: skip
                 before, before_ingest = now["buckets"], now["ingest_buckets"]
+                before_queue = now["queue_buckets"]
 
         async def both() -> None:
-            await asyncio.gather(feed(), sample())
+            jobs = [feed(), sample()]
+            if stall is not None:
+                jobs.append(asyncio.to_thread(_stall, *stall))
+            await asyncio.gather(*jobs)
 
         asyncio.run(both())
     finally:
@@ -429,6 +457,8 @@ def soak_summary(samples: list[dict[str, Any]], rate: float) -> dict[str, Any]:
     rss = np.asarray([s["rss_bytes"] for s in half]) / 1e6
     slope = float(np.polyfit(t, rss, 1)[0]) if len(half) >= 2 else 0.0
     p99 = [s["latency_p99_seconds"] for s in samples if s["latency_p99_seconds"] is not None]
+    last = samples[-max(1, len(samples) // 4) :]  # the last quarter: back to normal after a stall
+    last_p50 = [s["latency_p50_seconds"] for s in last if s["latency_p50_seconds"] is not None]
     return {
         "benchmark": "soak",
         "rate_records_per_s": rate,
@@ -440,6 +470,7 @@ def soak_summary(samples: list[dict[str, Any]], rate: float) -> dict[str, Any]:
         "rss_slope_mb_per_minute_second_half": round(slope, 3),
         "lag_max_records": max((s["lag_records"] for s in samples), default=0),
         "latency_p99_max_seconds": max(p99, default=None),
+        "latency_p50_last_quarter_max_seconds": max(last_p50, default=None),
     }
 
 

@@ -535,19 +535,33 @@ def bench_pipeline(
 )
 @click.option("--sample-seconds", type=float, default=10.0, show_default=True)
 @click.option(
+    "--stall",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="AT SECONDS",
+    help="Busy every core for SECONDS, AT seconds in (a noisy neighbour).",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also append the JSON lines here.",
 )
 def bench_soak(
-    broker: str, minutes: float, rate: float, sample_seconds: float, out: Path | None
+    broker: str,
+    minutes: float,
+    rate: float,
+    sample_seconds: float,
+    stall: tuple[float, float] | None,
+    out: Path | None,
 ) -> None:
     """Feed a worker at a steady rate; print RSS, lag and latency over time, then a summary."""
     import orjson
 
     from streams.bench import soak
 
-    lines = [orjson.dumps(s).decode() for s in soak(broker, minutes, rate, sample_seconds)]
+    samples = soak(broker, minutes, rate, sample_seconds, stall)
+    lines = [orjson.dumps(s).decode() for s in samples]
     for line in lines:
         click.echo(line)
     if out is not None:

@@ -65,6 +65,9 @@ class KafkaConfig(_Section):
     max_message_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="producer and DLQ topic cap"
     )
+    analysis_poll_messages: int = Field(
+        32, ge=1, description="flows.v1 messages the analysis stage takes per poll"
+    )
 
 
 class IngestConfig(_Section):

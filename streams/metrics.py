@@ -136,6 +136,13 @@ class IngestMetrics:
             "Normalised records taken from flows.v1 by the analysis agent.",
             registry=registry,
         )
+        self.queued = Histogram(
+            "inferwatch_analysis_queue_seconds",
+            "Time a flows.v1 micro-batch waits from its append until the analysis agent takes it"
+            " (Kafka fetch and Faust's buffers).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.replayed = Counter(
             "inferwatch_flow_batches_replayed",
             "flows.v1 messages skipped because the restored window state already includes them.",
