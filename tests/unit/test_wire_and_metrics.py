@@ -49,3 +49,28 @@ def test_bulk_histogram_matches_prometheus_histogram():
     assert reg_a.get_sample_value("lat_seconds_sum") == pytest.approx(
         reg_b.get_sample_value("lat_seconds_sum")
     )
+
+
+async def test_metrics_endpoint_serves_only_the_families_asked_for():
+    """`/metrics?name[]=...` (as prometheus_client's own handlers): a cheap scrape for pollers."""
+    import aiohttp
+    from prometheus_client import Counter, Gauge
+
+    from streams.http import HttpService
+
+    registry = CollectorRegistry()
+    Counter("demo_records", "Records.", registry=registry).inc(3)
+    Gauge("demo_links", "Links.", registry=registry).set(7)
+    svc = HttpService("127.0.0.1", 0, registry, lambda: (True, "ok"))
+    await svc.on_start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{svc.port}/metrics"
+            async with session.get(base) as r:
+                everything = await r.text()
+            async with session.get(base, params={"name[]": "demo_records_total"}) as r:
+                only = await r.text()
+    finally:
+        await svc.on_stop()
+    assert "demo_records_total 3.0" in everything and "demo_links 7.0" in everything
+    assert "demo_records_total 3.0" in only and "demo_links" not in only
