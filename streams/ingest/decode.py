@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -87,35 +87,59 @@ class _AddressCheck:
         return np.fromiter((v in bad for v in values.tolist()), dtype=bool, count=len(values))
 
 
+def _one_proto(v: Any) -> int:
+    """A protocol name or number as its number; -1 for an unknown name."""
+    if isinstance(v, int):
+        return v
+    num = PROTO_NAMES.get(v.lower())
+    if num is None and v.isdigit() and int(v) <= 255:
+        num = int(v)
+    return -1 if num is None else num
+
+
+def _one_flag(v: Any) -> int:
+    """TCP flags given as a number or a decimal string; -1 when neither."""
+    if isinstance(v, int):
+        return v
+    if v.isdigit() and len(v) <= 5 and int(v) <= 0xFFFF:
+        return int(v)
+    return -1
+
+
+class _Memo:
+    """``value -> number`` for the few distinct values a column holds, bounded (input is
+    untrusted: a flood of distinct strings empties it rather than grows it)."""
+
+    def __init__(self, convert: Callable[[Any], int], capacity: int = 4096) -> None:
+        self.convert = convert
+        self.capacity = capacity
+        self.known: dict[Any, int] = {}
+
+    def numbers(self, values: list[Any], dtype: type[np.generic]) -> tuple[np.ndarray, np.ndarray]:
+        known = self.known
+        missing = set(values).difference(known)
+        if missing:
+            if len(known) + len(missing) > self.capacity:
+                known.clear()
+            known.update((v, self.convert(v)) for v in missing)
+        get = known.__getitem__
+        out = np.fromiter(map(get, values), dtype=np.int32, count=len(values))
+        bad = out < 0
+        out[bad] = 0
+        return out.astype(dtype), bad
+
+
+_PROTOS = _Memo(_one_proto)
+_FLAGS = _Memo(_one_flag)
+
+
 def _proto_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Protocol names or numbers to numbers; second array marks unknown names."""
-    out = np.zeros(len(values), dtype=np.int16)
-    bad = np.zeros(len(values), dtype=bool)
-    for i, v in enumerate(values):
-        if isinstance(v, int):
-            out[i] = v
-            continue
-        num = PROTO_NAMES.get(v.lower())
-        if num is None and v.isdigit() and int(v) <= 255:
-            num = int(v)
-        if num is None:
-            bad[i] = True
-        else:
-            out[i] = num
-    return out, bad
+    return _PROTOS.numbers(values, np.int16)
 
 
 def _flag_numbers(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    out = np.zeros(len(values), dtype=np.int32)
-    bad = np.zeros(len(values), dtype=bool)
-    for i, v in enumerate(values):
-        if isinstance(v, int):
-            out[i] = v
-        elif v.isdigit() and len(v) <= 5 and int(v) <= 0xFFFF:
-            out[i] = int(v)
-        else:
-            bad[i] = True
-    return out, bad
+    return _FLAGS.numbers(values, np.int32)
 
 
 PMACCT_UNSET = "0000-00-00"
