@@ -253,3 +253,35 @@ def behaviour_features(batch: FlowBatch, answers: _Answers | None = None) -> Arr
     cols["burst_ratio_rev"] = np.log10(np.divide(burst, avg, out=np.full(n, np.nan), where=avg > 0))
     out = np.column_stack([cols[name] for name in FEATURES]) if n else np.zeros((0, len(FEATURES)))
     return np.where(np.isfinite(out), out, -1.0)
+
+
+def handshake_rtt(batch: FlowBatch) -> Array:
+    """Seconds from a TCP flow's first packet to the responder's first one, where the summary
+    starts with a handshake (three packets without payload: initiator, responder, initiator,
+    as SYN, SYN-ACK, ACK); NaN elsewhere. Seen from the meter, it is the round trip between
+    the meter and the responder: it grows with the queue a congested link builds on the way.
+
+    >>> from detectors.flows import FlowBatch
+    >>> hs = ([60, 60, 52, 600, 1400], [0, 1, 0, 0, 1], [0, 31_000, 200, 900, 40_000])
+    >>> data = ([600, 1400, 52], [0, 1, 0], [0, 30_000, 100])  # a piece without its handshake
+    >>> b = FlowBatch.from_columns(packets=[hs, data], proto=[6, 6], ts_start=[0.0, 0.0],
+    ...                            ts_end=[1.0, 1.0])
+    >>> handshake_rtt(b).tolist()
+    [0.031, nan]
+    """
+    n = len(batch)
+    out = np.full(n, np.nan)
+    counts = batch.pkt_count.astype(np.int64)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1])) if n else counts
+    ok = (counts >= 3) & (batch.proto == 6)
+    if not ok.any():
+        return out
+    i = first[ok]
+    size, direction = batch.pkt_size, batch.pkt_dir
+    bare = (size[i] <= DATA_MIN_BYTES) & (size[i + 1] <= DATA_MIN_BYTES)
+    bare &= size[i + 2] <= DATA_MIN_BYTES
+    turns = (direction[i] == 0) & (direction[i + 1] == 1) & (direction[i + 2] == 0)
+    hit = bare & turns
+    rows = np.flatnonzero(ok)[hit]
+    out[rows] = batch.pkt_iat_us[i[hit] + 1] / 1e6
+    return out

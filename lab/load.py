@@ -8,6 +8,9 @@ more than the link's capacity saturates it (the tbf queue drops the excess; TCP 
 
 ``python -m lab.load client --server IP --port P --connections N --seconds S`` opens the
 connections from the client namespace and reads until the server closes them (or ``S``).
+With ``--ping-every T`` it also opens a short connection to port ``P + 1`` every ``T``
+seconds (connect, close): new TCP handshakes throughout, whose round trip shows the queue the
+load builds on the link.
 
 Used by the congestion test (tests/integration/test_lab_congestion.py): the load is the
 downlink ("in" at the client's side of the link).
@@ -16,6 +19,7 @@ downlink ("in" at the client's side of the link).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import threading
 import time
@@ -83,7 +87,18 @@ def _serve(conn: socket.socket, phases: list[Phase], t0: float, share: int) -> N
             return
 
 
+def _answer_pings(lsock: socket.socket) -> None:
+    while True:
+        try:
+            conn, _ = lsock.accept()
+        except OSError:
+            return
+        conn.close()
+
+
 def server(port: int, phases: list[Phase], connections: int, bind: str = SERVER_IP) -> None:
+    pings = socket.create_server((bind, port + 1), backlog=64)
+    threading.Thread(target=_answer_pings, args=(pings,), daemon=True).start()
     lsock = socket.create_server((bind, port), backlog=connections)
     t0: float | None = None
     threads = []
@@ -96,6 +111,7 @@ def server(port: int, phases: list[Phase], connections: int, bind: str = SERVER_
     for th in threads:
         th.join()
     lsock.close()
+    pings.close()
 
 
 def _drain(sock: socket.socket, deadline: float) -> None:
@@ -111,13 +127,23 @@ def _drain(sock: socket.socket, deadline: float) -> None:
                 return
 
 
-def client(host: str, port: int, connections: int, seconds: float) -> None:
+def _ping(host: str, port: int, every: float, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # a handshake lost in a full queue: the next comes
+            socket.create_connection((host, port), timeout=5).close()
+        time.sleep(every)
+
+
+def client(host: str, port: int, connections: int, seconds: float, ping_every: float = 0) -> None:
     deadline = time.monotonic() + seconds
     socks = [socket.create_connection((host, port), timeout=10) for _ in range(connections)]
     threads = [threading.Thread(target=_drain, args=(s, deadline)) for s in socks]
+    if ping_every > 0:
+        args = (host, port + 1, ping_every, deadline)
+        threads.append(threading.Thread(target=_ping, args=args, daemon=True))
     for th in threads:
         th.start()
-    for th in threads:
+    for th in threads[:connections]:
         th.join()
 
 
@@ -133,11 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--port", type=int, default=5201)
     c.add_argument("--connections", type=int, default=4)
     c.add_argument("--seconds", type=float, default=600)
+    c.add_argument("--ping-every", type=float, default=0.0, help="seconds; 0: no pings")
     args = ap.parse_args(argv)
     if args.role == "server":
         server(args.port, parse_profile(args.profile), args.connections)
     else:
-        client(args.server, args.port, args.connections, args.seconds)
+        client(args.server, args.port, args.connections, args.seconds, args.ping_every)
 
 
 if __name__ == "__main__":

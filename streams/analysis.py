@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.behaviour import handshake_rtt
 from detectors.classes import AI_CLASSES
 from detectors.classes import CLASSES as ALL_CLASSES
 from detectors.classes import OTHER as OTHER_CLASS
@@ -217,6 +218,8 @@ class Analyzer:
                 self.congestion.qoe(links, batch.ts_end, asked_ttft(result))
         else:
             classes = np.full(n, OTHER_CLASS, dtype=np.int64)
+        if self.congestion is not None and batch.pkt_count.any():  # queueing in the handshakes
+            self.congestion.handshakes(links, batch.ts_end, handshake_rtt(batch))
         out = batch.fwd_out.astype(bool)
         b_in = np.where(out, batch.bytes_rev, batch.bytes_fwd)
         b_out = np.where(out, batch.bytes_fwd, batch.bytes_rev)

@@ -236,6 +236,11 @@ class CongestionConfig(_Section):
         gt=1,
         description="AI time to first token over the link's baseline that counts as warning",
     )
+    rtt_warning_ratio: float = Field(
+        3.0,
+        gt=1,
+        description="TCP handshake round trip over the link's baseline that counts as warning",
+    )
     qoe_min_utilisation: float = Field(
         0.6, ge=0, le=2, description="... when the link is at least this busy"
     )

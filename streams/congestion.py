@@ -11,8 +11,11 @@ the state rule with hysteresis and minimum durations, and the saturation forecas
   warning level within the lead time, resolved when it no longer does or congestion came.
 
 Each event carries its evidence in ``context``: utilisation of the window and smoothed,
-bits/s, capacity, the AI classes' share of the direction's bytes, and for predictions the ETA
-and the trend.
+bits/s, capacity, the AI classes' share of the direction's bytes, two latency signals against
+the link's own baseline (the AI flows' time to first token, and the TCP handshake round trip
+of flows whose packet summaries start with one: median of the last minute, baseline, ratio),
+and for predictions the ETA and the trend. Either latency signal at its warning ratio on a busy
+link counts as warning (docs/congestion.md).
 """
 
 from __future__ import annotations
@@ -37,10 +40,56 @@ from streams.metrics import CongestionMetrics
 
 CONGESTION = "InferwatchLinkCongestion"
 PREDICTED = "InferwatchLinkCongestionPredicted"
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 QOE_SECONDS = 60.0  # AI flows behind a link's current time-to-first-token median
+RTT_SECONDS = 20.0  # handshakes behind its current round-trip median (they are plentiful)
 QOE_KEEP = 2000  # at most this many of them per link
 BASELINE_WEIGHT = 0.05  # of a calm window's median in the link's baseline
+
+
+@dataclass
+class LatencySignal:
+    """Per-flow latencies (s) of each link's last ``horizon`` seconds, against a baseline of
+    the link's own, learned only from calm windows (state ok, under the QoE utilisation floor)."""
+
+    horizon: float = QOE_SECONDS
+    floor: float = 0.0  # the smallest baseline: a meter's resolution (a round trip in ms)
+    recent: dict[str, collections.deque[tuple[float, float]]] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
+
+    def add(self, links: Array, ends: Array, values: Array) -> None:
+        """Flows' latencies (NaN: none) with their links and end times."""
+        ok = np.isfinite(values)
+        for link, end, value in zip(
+            links[ok].tolist(), ends[ok].tolist(), values[ok].tolist(), strict=True
+        ):
+            q = self.recent.get(link)
+            if q is None:
+                q = self.recent[link] = collections.deque(maxlen=QOE_KEEP)
+            q.append((end, value))
+
+    def ratio(self, link: str, end: float, calm: bool) -> tuple[float, float, float]:
+        """(median of the last ``horizon``, the baseline, their ratio); NaN when unknown."""
+        q = self.recent.get(link)
+        while q and q[0][0] < end - self.horizon:
+            q.popleft()
+        if not q:
+            return math.nan, self.baseline.get(link, math.nan), math.nan
+        median = float(np.median([v for _, v in q]))
+        base = self.baseline.get(link)
+        if calm:
+            base = median if base is None else base + BASELINE_WEIGHT * (median - base)
+            self.baseline[link] = base
+        if base is None:
+            return median, math.nan, math.nan
+        base = max(base, self.floor)
+        if base <= 0:
+            return median, base, math.nan
+        return median, base, median / base
+
+    def forget(self, link: str) -> None:
+        self.recent.pop(link, None)
+        self.baseline.pop(link, None)
 
 
 @dataclass
@@ -51,39 +100,31 @@ class LinkCongestion:
     alert: Callable[[dict[str, Any]], None] | None = None
     trackers: dict[tuple[str, str], CongestionTracker] = field(default_factory=dict)
     since: dict[tuple[str, str, str], float] = field(default_factory=dict)  # open alerts
-    ttft: dict[str, collections.deque[tuple[float, float]]] = field(default_factory=dict)
-    baseline: dict[str, float] = field(default_factory=dict)  # the link's usual AI TTFT (s)
+    ttft: LatencySignal = field(default_factory=LatencySignal)  # AI time to first token
+    rtt: LatencySignal = field(  # TCP handshake round trip; probes measure it in whole ms
+        default_factory=lambda: LatencySignal(horizon=RTT_SECONDS, floor=0.001)
+    )
 
-    # -- the AI QoE signal ---------------------------------------------------------------------
+    # -- the latency signals -------------------------------------------------------------------
 
     def qoe(self, links: Array, ends: Array, ttft: Array) -> None:
-        """AI flows' time to first token (NaN: none) as the classifier estimated it, with their
-        links and end times: the link's recent median is compared with its baseline."""
-        ok = np.isfinite(ttft)
-        for link, end, value in zip(
-            links[ok].tolist(), ends[ok].tolist(), ttft[ok].tolist(), strict=True
-        ):
-            q = self.ttft.get(link)
-            if q is None:
-                q = self.ttft[link] = collections.deque(maxlen=QOE_KEEP)
-            q.append((end, value))
+        """AI flows' time to first token (NaN: none) as the classifier estimated it."""
+        self.ttft.add(links, ends, ttft)
 
-    def _qoe_ratio(self, link: str, end: float, calm: bool) -> tuple[float, float, float]:
-        """(median TTFT of the last QOE_SECONDS, the baseline, their ratio); NaN when unknown.
-        The baseline learns only from calm windows (state ok, under the QoE floor)."""
-        q = self.ttft.get(link)
-        while q and q[0][0] < end - QOE_SECONDS:
-            q.popleft()
-        if not q:
-            return math.nan, self.baseline.get(link, math.nan), math.nan
-        median = float(np.median([v for _, v in q]))
-        base = self.baseline.get(link)
-        if calm:
-            base = median if base is None else base + BASELINE_WEIGHT * (median - base)
-            self.baseline[link] = base
-        if base is None or base <= 0:
-            return median, math.nan, math.nan
-        return median, base, median / base
+    def handshakes(self, links: Array, ends: Array, rtt: Array) -> None:
+        """Flows' TCP handshake round trip (NaN: none; detectors.behaviour.handshake_rtt)."""
+        self.rtt.add(links, ends, rtt)
+
+    def _degradation(self, qoe: float, rtt: float) -> float:
+        """The worse latency signal, in units of the TTFT warning ratio (what the tracker
+        compares): a handshake ratio at ``rtt_warning_ratio`` counts as a TTFT ratio at
+        ``qoe_warning_ratio``."""
+        cfg = self.cfg
+        worst = max(
+            qoe / cfg.qoe_warning_ratio if math.isfinite(qoe) else 0.0,
+            rtt / cfg.rtt_warning_ratio if math.isfinite(rtt) else 0.0,
+        )
+        return worst * cfg.qoe_warning_ratio if worst > 0 else math.nan
 
     def observe(self, c: ClosedWindow, capacity: float | None) -> None:
         if capacity is None or capacity <= 0:
@@ -95,7 +136,9 @@ class LinkCongestion:
             or (tr.state == 0 and tr.smoothed < tr.rule.qoe_utilisation)
             for d in ("in", "out")
         )
-        ttft, base, ratio = self._qoe_ratio(c.link, end, calm)
+        ttft, base, ratio = self.ttft.ratio(c.link, end, calm)
+        rtt, rtt_base, rtt_ratio = self.rtt.ratio(c.link, end, calm)
+        degradation = self._degradation(ratio, rtt_ratio)
         for direction, col in (("in", BYTES_IN), ("out", BYTES_OUT)):
             key = (c.link, direction)
             tr = self.trackers.get(key)
@@ -104,7 +147,7 @@ class LinkCongestion:
             total = float(c.values[:, col].sum())
             bps = total * 8 / self.window
             u = bps / capacity
-            upd = tr.update(u, end, ratio)
+            upd = tr.update(u, end, degradation)
             m = self.metrics
             m.utilisation.labels(c.link, direction).set(upd.smoothed)
             m.state.labels(c.link, direction).set(upd.state)
@@ -121,6 +164,9 @@ class LinkCongestion:
                     "ai_share_of_bytes": round(ai, 4), "window_start": start,
                     "window_seconds": self.window, "ai_ttft_median_s": _num(ttft),
                     "ai_ttft_baseline_s": _num(base), "ai_ttft_ratio": _num(ratio),
+                    "tcp_handshake_rtt_median_s": _num(rtt),
+                    "tcp_handshake_rtt_baseline_s": _num(rtt_base),
+                    "tcp_handshake_rtt_ratio": _num(rtt_ratio),
                 }  # fmt: skip
                 for kind, status, state in upd.changes:
                     self._event(c.link, direction, kind, status, state, upd, tr, evidence, start)
@@ -174,11 +220,16 @@ class LinkCongestion:
         if not trackers:
             return None
         since = {k[1:]: v for k, v in self.since.items() if k[0] == link}
-        state = (STATE_FORMAT, trackers, since, self.baseline.get(link))
+        baselines = {
+            name: sig.baseline[link]
+            for name, sig in (("ttft", self.ttft), ("rtt", self.rtt))
+            if link in sig.baseline
+        }
+        state = (STATE_FORMAT, trackers, since, baselines)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, link: str, data: bytes) -> None:
-        fmt, trackers, since, baseline = pickle.loads(data)  # noqa: S301 - our own topic
+        fmt, trackers, since, baselines = pickle.loads(data)  # noqa: S301 - our own topic
         if fmt != STATE_FORMAT:
             raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
         rule = self.cfg.rule(self.window)
@@ -191,8 +242,9 @@ class LinkCongestion:
             self.metrics.state.labels(link, direction).set(tr.state)
         for (direction, name), start in since.items():
             self.since[(link, direction, name)] = start
-        if baseline is not None:
-            self.baseline[link] = float(baseline)
+        for name, sig in (("ttft", self.ttft), ("rtt", self.rtt)):
+            if name in baselines:
+                sig.baseline[link] = float(baselines[name])
 
     def forget(self, link: str) -> None:
         for direction in ("in", "out"):
@@ -200,8 +252,8 @@ class LinkCongestion:
             self.metrics.forget(link, direction)
         for key in [k for k in self.since if k[0] == link]:
             del self.since[key]
-        self.ttft.pop(link, None)
-        self.baseline.pop(link, None)
+        self.ttft.forget(link)
+        self.rtt.forget(link)
 
 
 def _num(x: float) -> float | None:

@@ -87,8 +87,8 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
         time.sleep(1)
         t0 = time.time()  # the profile starts when the connections arrive
         client = lab.popen(lab.client_ns, [py, "-m", "lab.load", "client", "--server",
-                                           lab.server_ip, "--connections", "4",
-                                           "--seconds", str(seconds + 30)])  # fmt: skip
+                                           lab.server_ip, "--connections", "4", "--seconds",
+                                           str(seconds + 30), "--ping-every", "1"])  # fmt: skip
         procs.append(client)
         assert client.wait(seconds + 60) == 0
         deadline = time.monotonic() + 60
@@ -131,9 +131,13 @@ def test_saturated_lab_link_goes_critical_then_resolves(
     onset = fire["context"]["window_start"] + fire["context"]["window_seconds"] - (run.t0 + 60)
     assert onset <= 30, fire["context"]  # the window that raised it ends within 30 s
     assert fire["context"]["utilisation"] >= 0.9
+    # new connections wait in the full queue: their handshakes take several times the calm one
+    assert fire["context"]["tcp_handshake_rtt_ratio"] >= 3, fire["context"]
     assert done["ends_at"] - (run.t0 + 120) <= 60, done
     print(f"critical {onset:.0f} s after the onset, resolved "
-          f"{done['ends_at'] - (run.t0 + 120):.0f} s after the drop")  # fmt: skip
+          f"{done['ends_at'] - (run.t0 + 120):.0f} s after the drop; handshakes "
+          f"{fire['context']['tcp_handshake_rtt_median_s']} s against "
+          f"{fire['context']['tcp_handshake_rtt_baseline_s']} s")  # fmt: skip
     assert run.worker.total("inferwatch_link_congestion_state", link="lab-20m", direction="in") == 0
 
 

@@ -100,7 +100,10 @@ def test_durations_in_seconds_become_windows() -> None:
     assert rule.warning_windows == 4 and rule.lead == 60 and rule.trend_windows == 30
 
 
-def test_ai_time_to_first_token_against_the_links_baseline_is_evidence_and_signal() -> None:
+@pytest.mark.parametrize("signal", ["ttft", "rtt"])
+def test_latency_against_the_links_baseline_is_evidence_and_signal(signal) -> None:
+    """AI time to first token 3x (warning ratio 2), or TCP handshakes 4x (warning ratio 3), on
+    a link at 65 %: warning, though utilisation alone stays under its warning level."""
     registry = CollectorRegistry()
     events: list[dict] = []
     lc = LinkCongestion(CongestionConfig(), CongestionMetrics(registry), W, events.append)
@@ -108,11 +111,49 @@ def test_ai_time_to_first_token_against_the_links_baseline_is_evidence_and_signa
     for k in range(40):
         end = 1_700_000_000.0 + (k + 1) * W
         busy = k >= 30
-        ttft = np.full(4, 1.6 if busy else 0.5)  # queues on the busy link triple the wait
-        lc.qoe(links, np.full(4, end - 1), ttft)
+        if signal == "ttft":  # queues on the busy link triple the wait
+            lc.qoe(links, np.full(4, end - 1), np.full(4, 1.6 if busy else 0.5))
+        else:  # ... and quadruple the handshakes' round trip
+            lc.handshakes(links, np.full(4, end - 1), np.full(4, 0.12 if busy else 0.03))
         lc.observe(window(k, 0.65 if busy else 0.4), CAP)
     warning = [e for e in events if e["status"] == "firing"]
     assert [e["labels"]["severity"] for e in warning] == ["warning"]
     ctx = warning[0]["context"]
-    assert ctx["ai_ttft_baseline_s"] == pytest.approx(0.5, rel=0.05)
-    assert ctx["ai_ttft_ratio"] >= 2 and ctx["smoothed_utilisation"] < 0.75
+    assert ctx["smoothed_utilisation"] < 0.75
+    if signal == "ttft":
+        assert ctx["ai_ttft_baseline_s"] == pytest.approx(0.5, rel=0.05)
+        assert ctx["ai_ttft_ratio"] >= 2 and ctx["tcp_handshake_rtt_ratio"] is None
+    else:
+        assert ctx["tcp_handshake_rtt_baseline_s"] == pytest.approx(0.03, rel=0.1)
+        assert ctx["tcp_handshake_rtt_ratio"] >= 3 and ctx["ai_ttft_ratio"] is None
+
+
+def test_a_handshake_ratio_under_its_warning_level_raises_nothing() -> None:
+    registry = CollectorRegistry()
+    events: list[dict] = []
+    lc = LinkCongestion(CongestionConfig(), CongestionMetrics(registry), W, events.append)
+    links = np.array([LINK] * 4, dtype=object)
+    for k in range(40):
+        end = 1_700_000_000.0 + (k + 1) * W
+        busy = k >= 30  # 2.5x: a TTFT would warn at that ratio, a handshake does not
+        lc.handshakes(links, np.full(4, end - 1), np.full(4, 0.075 if busy else 0.03))
+        lc.observe(window(k, 0.65 if busy else 0.4), CAP)
+    assert events == []
+
+
+def test_both_latency_baselines_survive_dump_and_restore() -> None:
+    lc = LinkCongestion(CongestionConfig(), CongestionMetrics(CollectorRegistry()), W)
+    links = np.array([LINK] * 2, dtype=object)
+    for k in range(5):
+        end = 1_700_000_000.0 + (k + 1) * W
+        lc.qoe(links, np.full(2, end - 1), np.full(2, 0.5))
+        lc.handshakes(links, np.full(2, end - 1), np.full(2, 0.03))
+        lc.observe(window(k, 0.4), CAP)
+    data = lc.dump(LINK)
+    assert data is not None
+    back = LinkCongestion(CongestionConfig(), CongestionMetrics(CollectorRegistry()), W)
+    back.restore(LINK, data)
+    assert back.ttft.baseline[LINK] == pytest.approx(0.5)
+    assert back.rtt.baseline[LINK] == pytest.approx(0.03)
+    back.forget(LINK)
+    assert LINK not in back.rtt.baseline and LINK not in back.ttft.baseline
