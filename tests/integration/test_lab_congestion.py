@@ -52,7 +52,7 @@ class LoadRun:
 
 def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str,
              seconds: float, wait_for: str, env: dict[str, str] | None = None,
-             alerts: str = "InferwatchLinkCongestion") -> LoadRun:  # fmt: skip
+             alerts: str = "InferwatchLinkCongestion", pings: bool = False) -> LoadRun:  # fmt: skip
     """Play ``profile`` through a fresh 20 Mbit/s lab link metered by the probe; return the
     worker's congestion events once one with status ``wait_for`` is there (or 60 s after)."""
     lab = make_lab(LinkSpec(Shape(rate_mbit=MBIT), Shape(rate_mbit=MBIT)))
@@ -88,7 +88,8 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
         t0 = time.time()  # the profile starts when the connections arrive
         client = lab.popen(lab.client_ns, [py, "-m", "lab.load", "client", "--server",
                                            lab.server_ip, "--connections", "4", "--seconds",
-                                           str(seconds + 30), "--ping-every", "1"])  # fmt: skip
+                                           str(seconds + 30), "--ping-every",
+                                           "1" if pings else "0"])  # fmt: skip
         procs.append(client)
         assert client.wait(seconds + 60) == 0
         deadline = time.monotonic() + 60
@@ -123,7 +124,7 @@ def test_saturated_lab_link_goes_critical_then_resolves(
 ):
     # Mbit/s offered: 40 %, saturated, 30 %
     run = run_load(broker, names, start_worker, make_lab, tmp_path, "60:8,60:30,70:6", 190,
-                   wait_for="resolved")  # fmt: skip
+                   wait_for="resolved", pings=True)  # fmt: skip
     events = [e for e in run.events if e["labels"]["alertname"] == "InferwatchLinkCongestion"]
     seq = [(e["status"], e["labels"]["severity"], e["labels"]["direction"]) for e in events]
     assert seq == [("firing", "critical", "in"), ("resolved", "critical", "in")], seq
