@@ -485,8 +485,13 @@ def bench() -> None:
 )  # fmt: skip
 @click.option(
     "--crash", is_flag=True,
-    help="Instead: kill -9 a worker 40 % through N records, start another, account for all.",
+    help="Instead: kill -9 a worker part way through N records, start another, account for all.",
 )  # fmt: skip
+@click.option(
+    "--kill-at", type=click.FloatRange(0.01, 0.99), default=0.4, show_default=True,
+    help="With --crash: the share of the records committed when the worker is killed.",
+)  # fmt: skip
+@click.option("--seed", type=int, default=1, show_default=True, help="Of the generated records.")
 def bench_pipeline(
     broker: str,
     records: int,
@@ -498,6 +503,8 @@ def bench_pipeline(
     classify_cost: bool,
     scale: bool,
     crash: bool,
+    kill_at: float,
+    seed: int,
 ) -> None:
     """Produce N records, time a bare aiokafka consumer and a worker on them; print JSON."""
     import orjson
@@ -505,7 +512,7 @@ def bench_pipeline(
     from streams.bench import Plan, parse_mix, run, run_classify_cost, run_crash, run_scale
 
     try:
-        plan = Plan(broker, records, parse_mix(mix), distinct, latency_seconds, latency_rate)
+        plan = Plan(broker, records, parse_mix(mix), distinct, latency_seconds, latency_rate, seed)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     if classify_cost:
@@ -513,7 +520,7 @@ def bench_pipeline(
     elif scale:
         result = run_scale(plan)
     elif crash:
-        result = run_crash(plan)
+        result = run_crash(plan, kill_at)
     else:
         result = run(plan)
     line = orjson.dumps(result).decode()
