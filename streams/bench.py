@@ -460,7 +460,7 @@ def soak_summary(samples: list[dict[str, Any]], rate: float) -> dict[str, Any]:
     slope = float(np.polyfit(t, rss, 1)[0]) if len(half) >= 2 else 0.0
     p99 = [s["latency_p99_seconds"] for s in samples if s["latency_p99_seconds"] is not None]
     last = samples[-max(1, len(samples) // 4) :]  # the last quarter: back to normal after a stall
-    last_p50 = [s["latency_p50_seconds"] for s in last if s["latency_p50_seconds"] is not None]
+    last_p50 = [s["latency_p50_seconds"] for s in last if s.get("latency_p50_seconds") is not None]
     return {
         "benchmark": "soak",
         "rate_records_per_s": rate,
