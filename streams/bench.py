@@ -611,7 +611,10 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
             time.sleep(0.2)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
-    finally:
+    finally:  # also when the benchmark fails: never leave the worker running
+        if first.proc.poll() is None:
+            first.proc.kill()
+            first.proc.wait()
         first.log.close()
     resumed_from = asyncio.run(committed(plan.broker, group, names["raw"]))
     second = _start_worker(plan.broker, suffix, names, extra)
