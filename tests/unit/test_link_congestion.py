@@ -100,22 +100,32 @@ def test_durations_in_seconds_become_windows() -> None:
     assert rule.warning_windows == 4 and rule.lead == 60 and rule.trend_windows == 30
 
 
-@pytest.mark.parametrize("signal", ["ttft", "rtt"])
-def test_latency_against_the_links_baseline_is_evidence_and_signal(signal) -> None:
-    """AI time to first token 3x (warning ratio 2), or TCP handshakes 4x (warning ratio 3), on
-    a link at 65 %: warning, though utilisation alone stays under its warning level."""
-    registry = CollectorRegistry()
+def latency_run(signal: str, calm: float, busy: float) -> list[dict]:
+    """40 windows of a link at 40 %, the last ten at 65 %, with four flows a window whose
+    ``signal`` (ttft: AI time to first token, rtt: TCP handshake) is ``calm``, then ``busy``
+    seconds; the events it raises."""
     events: list[dict] = []
-    lc = LinkCongestion(CongestionConfig(), CongestionMetrics(registry), W, events.append)
+    lc = LinkCongestion(
+        CongestionConfig(), CongestionMetrics(CollectorRegistry()), W, events.append
+    )
+    feed = lc.qoe if signal == "ttft" else lc.handshakes
     links = np.array([LINK] * 4, dtype=object)
     for k in range(40):
         end = 1_700_000_000.0 + (k + 1) * W
-        busy = k >= 30
-        if signal == "ttft":  # queues on the busy link triple the wait
-            lc.qoe(links, np.full(4, end - 1), np.full(4, 1.6 if busy else 0.5))
-        else:  # ... and quadruple the handshakes' round trip
-            lc.handshakes(links, np.full(4, end - 1), np.full(4, 0.12 if busy else 0.03))
-        lc.observe(window(k, 0.65 if busy else 0.4), CAP)
+        hot = k >= 30
+        feed(links, np.full(4, end - 1), np.full(4, busy if hot else calm))
+        lc.observe(window(k, 0.65 if hot else 0.4), CAP)
+    return events
+
+
+@pytest.mark.parametrize(
+    ("signal", "calm", "busy"),
+    [("ttft", 0.5, 1.6), ("rtt", 0.03, 0.12)],  # queues triple the wait, quadruple handshakes
+)
+def test_latency_against_the_links_baseline_is_evidence_and_signal(signal, calm, busy) -> None:
+    """AI time to first token 3x (warning ratio 2), or TCP handshakes 4x (warning ratio 3), on
+    a link at 65 %: warning, though utilisation alone stays under its warning level."""
+    events = latency_run(signal, calm, busy)
     warning = [e for e in events if e["status"] == "firing"]
     assert [e["labels"]["severity"] for e in warning] == ["warning"]
     ctx = warning[0]["context"]
@@ -129,16 +139,8 @@ def test_latency_against_the_links_baseline_is_evidence_and_signal(signal) -> No
 
 
 def test_a_handshake_ratio_under_its_warning_level_raises_nothing() -> None:
-    registry = CollectorRegistry()
-    events: list[dict] = []
-    lc = LinkCongestion(CongestionConfig(), CongestionMetrics(registry), W, events.append)
-    links = np.array([LINK] * 4, dtype=object)
-    for k in range(40):
-        end = 1_700_000_000.0 + (k + 1) * W
-        busy = k >= 30  # 2.5x: a TTFT would warn at that ratio, a handshake does not
-        lc.handshakes(links, np.full(4, end - 1), np.full(4, 0.075 if busy else 0.03))
-        lc.observe(window(k, 0.65 if busy else 0.4), CAP)
-    assert events == []
+    # 2.5x: a TTFT would warn at that ratio, a handshake does not
+    assert latency_run("rtt", 0.03, 0.075) == []
 
 
 def test_both_latency_baselines_survive_dump_and_restore() -> None:
