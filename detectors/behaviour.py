@@ -269,14 +269,11 @@ def handshake_rtt(batch: FlowBatch) -> Array:
     >>> handshake_rtt(b).tolist()
     [0.031, nan]
     """
-    n = len(batch)
-    out = np.full(n, np.nan)
-    counts = batch.pkt_count.astype(np.int64)
-    first = np.concatenate(([0], np.cumsum(counts)[:-1])) if n else counts
-    ok = (counts >= 3) & (batch.proto == 6)
+    out = np.full(len(batch), np.nan)
+    ok = (batch.pkt_count >= 3) & (batch.proto == 6)
     if not ok.any():
         return out
-    i = first[ok]
+    i = batch.packet_starts()[ok]
     size, direction = batch.pkt_size, batch.pkt_dir
     bare = (size[i] <= DATA_MIN_BYTES) & (size[i + 1] <= DATA_MIN_BYTES)
     bare &= size[i + 2] <= DATA_MIN_BYTES

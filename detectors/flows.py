@@ -162,11 +162,15 @@ class FlowBatch:
             cols[name] = getattr(self, name)[pos]
         return FlowBatch(**cols)
 
+    def packet_starts(self) -> Array:
+        """For each record, the position of its first packet in the flat packet arrays."""
+        counts = self.pkt_count.astype(np.int64)
+        return np.cumsum(counts) - counts
+
     def packet_positions(self, idx: Array) -> Array:
         """Positions in the flat packet arrays of the packets of records ``idx``, in order."""
-        counts = self.pkt_count.astype(np.int64)
-        starts = np.cumsum(counts) - counts
-        sel_counts, sel_starts = counts[idx], starts[idx]
+        sel_counts = self.pkt_count.astype(np.int64)[idx]
+        sel_starts = self.packet_starts()[idx]
         total = int(sel_counts.sum())
         if total == 0:
             return np.zeros(0, dtype=np.int64)

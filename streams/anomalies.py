@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,7 +86,6 @@ class LinkAnomalies:
     metrics: AnomalyMetrics
     window: float
     alert: Callable[[dict[str, Any]], None] | None = None
-    clock: Callable[[], float] = time.time
     tracks: dict[str, dict[str, Track]] = field(default_factory=dict)
 
     # -- the work ------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ the state rule with hysteresis and minimum durations, and the saturation forecas
 Each event carries its evidence in ``context``: utilisation of the window and smoothed,
 bits/s, capacity, the AI classes' share of the direction's bytes, two latency signals against
 the link's own baseline (the AI flows' time to first token, and the TCP handshake round trip
-of flows whose packet summaries start with one: median of the last minute, baseline, ratio),
+of flows whose packet summaries start with one: median of the last minute, resp. 20 s,
+baseline, ratio),
 and for predictions the ETA and the trend. Either latency signal at its warning ratio on a busy
 link counts as warning (docs/congestion.md).
 """
