@@ -411,9 +411,11 @@ def soak(
 
         async def sample() -> None:
             t0 = time.monotonic()
-            first = await asyncio.to_thread(_scrape, worker.port)
-            before, before_ingest = first["buckets"], first["ingest_buckets"]
-            before_queue = first["queue_buckets"]
+            prev = await asyncio.to_thread(_scrape, worker.port)
+
+            def q(kind: str, now: dict[str, Any], p: float) -> float | None:
+                return quantile_from_buckets(prev[kind], now[kind], p)  # within the interval
+
             while time.monotonic() - t0 < minutes * 60:
                 await asyncio.sleep(sample_seconds)
                 now = await asyncio.to_thread(_scrape, worker.port)
@@ -422,17 +424,12 @@ def soak(
                     "records": int(now.get("inferwatch_flow_records_total", 0)),
                     "rss_bytes": _memory(worker.proc.pid, "VmRSS"),
                     "lag_records": now.get("inferwatch_consumer_lag_records", 0.0),
-                    "latency_p50_seconds": quantile_from_buckets(before, now["buckets"], 0.5),
-                    "latency_p99_seconds": quantile_from_buckets(before, now["buckets"], 0.99),
-                    "queue_p50_seconds": quantile_from_buckets(
-                        before_queue, now["queue_buckets"], 0.5
-                    ),
-                    "ingest_latency_p99_seconds": quantile_from_buckets(
-                        before_ingest, now["ingest_buckets"], 0.99
-                    ),
+                    "latency_p50_seconds": q("buckets", now, 0.5),
+                    "latency_p99_seconds": q("buckets", now, 0.99),
+                    "queue_p50_seconds": q("queue_buckets", now, 0.5),
+                    "ingest_latency_p99_seconds": q("ingest_buckets", now, 0.99),
                 })  # fmt: skip
-                before, before_ingest = now["buckets"], now["ingest_buckets"]
-                before_queue = now["queue_buckets"]
+                prev = now
 
         async def both() -> None:
             jobs = [feed(), sample()]
