@@ -11,7 +11,8 @@ uplink data packets before it (back to the previous downlink data packet, skippi
 packets after the request such as a TLS session ticket). The *think pause* runs from the
 request's first packet to the answer: for a language model, the time to first token as the
 user sees it on an open connection (it includes sending the request, as the client's clock
-does; not the TCP and TLS handshakes).
+does; not the TCP and TLS handshakes). Answer and request are found without the
+*interstitial* packet a server sends before it sees the request (``_interstitial``).
 
 QoE estimates (NaN where they do not apply): ``ttft_s`` (the think pause), ``token_gap_s``
 (median gap between the downlink data packets after it: one SSE event, about one token, each),
@@ -40,6 +41,9 @@ from detectors.flows import Array, FlowBatch
 DATA_MIN_BYTES = 80
 SMALL_DATA_BYTES = 400
 STALL_FACTOR = 4.0
+INTERSTITIAL_BYTES = 600  # a TLS 1.3 server's two session tickets fit (562 bytes in the lab)
+INTERSTITIAL_RTTS = 1.5
+INTERSTITIAL_SLACK_S = 0.002
 PERIODIC_S = (0.015, 0.025)  # the 20 ms media cadence, with slack
 
 FEATURES: tuple[str, ...] = (
@@ -64,16 +68,60 @@ class _Packets:
         udp = (batch.proto == 17)[rec] if rec.size else np.zeros(0, dtype=bool)
         data = udp | (batch.pkt_size > DATA_MIN_BYTES)
         self.n = n
-        self.rec, self.t = rec[data], clock[data]
-        self.size = batch.pkt_size[data].astype(np.float64)
-        self.dir = batch.pkt_dir[data]
-        self.count = np.bincount(self.rec, minlength=n).astype(np.float64)
         self.summary = np.bincount(rec, minlength=n).astype(np.float64)
+        self._set(rec[data], clock[data], batch.pkt_size[data].astype(np.float64),
+                  batch.pkt_dir[data])  # fmt: skip
+
+    def _set(self, rec: Array, t: Array, size: Array, direction: Array) -> None:
+        self.rec, self.t, self.size, self.dir = rec, t, size, direction
+        self.count = np.bincount(self.rec, minlength=self.n).astype(np.float64)
         same = self.rec[1:] == self.rec[:-1]
         self.gap = np.diff(self.t)  # gap to the previous data packet (valid where same)
         self.same = same
         # a turn: a downlink data packet right after an uplink one, in the same flow
         self.turn = same & (self.dir[1:] == 1) & (self.dir[:-1] == 0)
+
+    def without(self, drop: Array) -> _Packets:
+        """The same view without the data packets where ``drop`` is true."""
+        out = object.__new__(_Packets)
+        out.n, out.summary = self.n, self.summary
+        keep = ~drop
+        out._set(self.rec[keep], self.t[keep], self.size[keep], self.dir[keep])
+        return out
+
+
+def _interstitial(p: _Packets, rtt: Array) -> Array:
+    """Per data packet: whether it is the small downlink one a server sends before it sees
+    the first request, such as a TLS 1.3 session ticket (sent on the client's Finished, just
+    before the request).
+
+    It opens the flow's second run of downlink data packets (the first answers the
+    handshake), arrives within ``INTERSTITIAL_RTTS`` handshake round trips (``rtt``, per
+    record; NaN: never) of the last uplink data packet before it, and more data follows. On a
+    calm link it comes right after the request and does no harm; behind a queue it comes a
+    round trip late, in the middle of a long upload (cutting the request short) or after a
+    silence as long as the think pause (taken for the answer).
+    """
+    idx = np.arange(p.rec.size)
+    if idx.size == 0:
+        return np.zeros(0, dtype=bool)
+    flow_start = np.searchsorted(p.rec, p.rec, "left")
+    first = idx == flow_start
+    last_up = np.maximum.accumulate(np.where(p.dir == 0, idx, -1))
+    down = p.dir == 1
+    opens = down & (first | np.r_[False, p.dir[:-1] == 0])  # a downlink run starts here
+    runs = np.cumsum(opens)
+    run_no = runs - runs[flow_start] + opens[flow_start]
+    since_up = p.t - p.t[np.maximum(last_up, 0)]
+    window = INTERSTITIAL_RTTS * rtt[p.rec] + INTERSTITIAL_SLACK_S
+    more = np.r_[p.rec[1:] == p.rec[:-1], False]
+    with np.errstate(invalid="ignore"):
+        near = since_up <= window  # NaN round trip: False
+    out: Array = (
+        opens & (run_no == 2) & (p.size <= INTERSTITIAL_BYTES) & (last_up >= flow_start)
+        & near & more
+    )  # fmt: skip
+    return out
 
 
 def _seg(values: Array, seg: Array, n: int, q: float) -> Array:
@@ -148,12 +196,14 @@ def _answer(p: _Packets, where: Array) -> tuple[Array, Array, Array]:
 
 class _Answers:
     """A batch's data packets, and per flow its think pause and answer: what the features and
-    the QoE estimates both read, computed once."""
+    the QoE estimates both read, computed once. The pause and the answer are found without
+    the interstitial packets (``_interstitial``)."""
 
     def __init__(self, batch: FlowBatch) -> None:
         self.p = _Packets(batch)
-        self.pause, where = _think(self.p)
-        self.count, self.gaps, self.grec = _answer(self.p, where)
+        talk = self.p.without(_interstitial(self.p, handshake_rtt(batch)))
+        self.pause, where = _think(talk)
+        self.count, self.gaps, self.grec = _answer(talk, where)
 
 
 def qoe(batch: FlowBatch, answers: _Answers | None = None) -> dict[str, Array]:

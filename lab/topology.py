@@ -2,26 +2,31 @@
 
 ::
 
-    netns <p>c                 root namespace                  netns <p>s
-    10.77.0.1/24 [<p>c0]--veth--[<p>cb]-+ bridge <p>br +-[<p>sb]--veth--[<p>s0] 10.77.0.2/24
-                  uplink shaping          (the tap: probe and        downlink shaping
-                  (tc on <p>c0 egress)     softflowd capture here)    (tc on <p>s0 egress)
+    netns <p>c                 root namespace                           netns <p>s
+    10.77.0.1/24 [<p>c0]--veth--[<p>cb]-+ bridge <p>br +-[<p>sb]==[<p>se]-...-[<p>s0] 10.77.0.2/24
+                                         (the tap: probe and   the link's far side
+                                          softflowd capture)   (queues, delay, loss)
 
 The bridge in the root namespace is the operator's vantage point: the packet probe and the
 NetFlow exporter capture on it, and both reach the Kafka broker on the root namespace's
 loopback. Bridging needs no IP forwarding, the bridge has no address, and the namespaces have
 no route anywhere else, so nothing the lab sends can leave the machine.
 
-Each link direction gets a ``tbf`` (capacity) on its sending veth. Delay, jitter and loss
-are a ``netem`` above it where the kernel has ``sch_netem``; elsewhere (this project's CI
-machines run a Firecracker kernel offering only tbf, htb, red and the fifos) the server's
-side of the link gets a second veth pair and ``lab.linkemu`` forwards between the two in user
-space with those impairments::
+The server's side of the link is a hop in the root namespace, a second veth pair and a
+bridge joining it to the server's veth (or ``lab.linkemu`` in the bridge's place)::
 
-    bridge <p>br -[<p>sb]==[<p>se]- lab.linkemu -[<p>sr]==[<p>s0] netns <p>s
+    bridge <p>br -[<p>sb]==[<p>se]- bridge <p>bj (or lab.linkemu) -[<p>sr]==[<p>s0] netns <p>s
 
-so the tap on the bridge sees the client's side and the whole round trip behind it. The
-namespaces know each other's MAC address (static neighbours): no ARP crosses the link.
+Each direction's capacity is a ``tbf`` where that hop forwards: the uplink's on ``<p>sb``
+(towards the server), the downlink's on ``<p>se`` (towards the tap), as a router's queue is.
+On a sender's own interface (where it was before) TCP small queues and autocorking kept a
+saturated link's queue at a few milliseconds and merged a streamed answer's tokens. Delay,
+jitter and loss are a ``netem`` above the ``tbf`` where the kernel has ``sch_netem``;
+elsewhere (this project's CI machines run a Firecracker kernel offering only tbf, htb, red
+and the fifos) ``lab.linkemu`` forwards between ``<p>se`` and ``<p>sr`` in user space with
+those impairments. Either way the tap on the bridge sees the client's side and the whole
+round trip behind it. The namespaces know each other's MAC address (static neighbours): no
+ARP crosses the link.
 Everything is named with one prefix (``iw`` + 6 hex digits); ``Lab.close`` removes it, and
 ``sweep()`` removes what a killed test left behind.
 """
@@ -161,23 +166,15 @@ class Lab:
         # promiscuous: frames the bridge forwards between its ports reach captures on it too
         _run(["ip", "link", "set", self.bridge, "promisc", "on", "up"])
         ends = (
-            (self.client_ns, self.client_if, f"{p}cb", self.client_ip, self.link.uplink),
-            (self.server_ns, self.server_if, f"{p}sb", self.server_ip, self.link.downlink),
+            (self.client_ns, self.client_if, f"{p}cb", self.client_ip),
+            (self.server_ns, self.server_if, f"{p}sr", self.server_ip),
         )
-        emulate = self.needs_emulator()
-        for ns, inner, outer, ip, shape in ends:
+        for ns, inner, port, ip in ends:
             _run(["ip", "netns", "add", ns])
-            port = outer
-            if emulate and ns == self.server_ns:  # bridge <p>sb==<p>se [linkemu] <p>sr==<p>s0
-                port = f"{p}sr"
-                _run(["ip", "link", "add", f"{p}se", "type", "veth", "peer", "name", outer])
-                _run(["ip", "link", "set", outer, "master", self.bridge])
-                for end in (outer, f"{p}se"):
-                    _run(["ip", "link", "set", end, "promisc", "on", "up"])
             _run(["ip", "link", "add", inner, "type", "veth", "peer", "name", port])
             _run(["ip", "link", "set", inner, "netns", ns])
-            if port == outer:
-                _run(["ip", "link", "set", outer, "master", self.bridge])
+            if port == f"{p}cb":
+                _run(["ip", "link", "set", port, "master", self.bridge])
             _run(["ip", "link", "set", port, "promisc", "on", "up"])
             self.ip(ns, "link", "set", "lo", "up")
             self.ip(ns, "addr", "add", f"{ip}/24", "dev", inner)
@@ -185,7 +182,24 @@ class Lab:
             # link carries (the captures and packet summaries would learn from them)
             self.ip(ns, "link", "set", inner, "gso_max_segs", "1")
             self.ip(ns, "link", "set", inner, "up")
-            tc = ["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", inner]
+        # the link's far side, a hop between the tap and the server:
+        # bridge <p>br -[<p>sb]==[<p>se]- (bridge <p>bj, or lab.linkemu) -[<p>sr]==[<p>s0]
+        _run(["ip", "link", "add", f"{p}se", "type", "veth", "peer", "name", f"{p}sb"])
+        _run(["ip", "link", "set", f"{p}sb", "master", self.bridge])
+        for end in (f"{p}sb", f"{p}se"):
+            _run(["ip", "link", "set", end, "promisc", "on", "up"])
+        emulate = self.needs_emulator()
+        if not emulate:
+            _run(["ip", "link", "add", f"{p}bj", "type", "bridge"])
+            for end in (f"{p}se", f"{p}sr"):
+                _run(["ip", "link", "set", end, "master", f"{p}bj"])
+            _run(["ip", "link", "set", f"{p}bj", "up"])
+        # Each direction's queue is on a forwarding hop (the uplink's where the tap bridge
+        # sends towards the server, the downlink's where the far side sends towards the tap),
+        # as a router's is: on a sender's own interface TCP small queues and autocorking
+        # would keep the queue at a few milliseconds and merge the tokens of a streamed answer
+        for dev, shape in ((f"{p}sb", self.link.uplink), (f"{p}se", self.link.downlink)):
+            tc = ["tc", "qdisc", "add", "dev", dev]
             if shape.needs_netem and not emulate:
                 _run([*tc, "root", "handle", "1:", "netem", *shape.netem_args()])
                 _run([*tc, "parent", "1:1", "handle", "10:", "tbf", *shape.tbf_args()])
@@ -193,18 +207,16 @@ class Lab:
                 _run([*tc, "root", "handle", "1:", "tbf", *shape.tbf_args()])
         # static neighbours: no ARP on the link (a lost ARP request would stall a lossy link)
         macs = {ns: self._mac(ns, inner) for ns, inner, *_ in ends}
-        for (ns, inner, _, _, _), (peer_ns, _, _, peer_ip, _) in zip(ends, ends[::-1], strict=True):
+        for (ns, inner, _, _), (peer_ns, _, _, peer_ip) in zip(ends, ends[::-1], strict=True):
             self.ip(ns, "neigh", "replace", peer_ip, "lladdr", macs[peer_ns], "dev", inner,
                     "nud", "permanent")  # fmt: skip
-        for outer in (f"{p}se", f"{p}sr") if emulate else ():
-            _run(["sysctl", "-qw", f"net.ipv6.conf.{outer}.disable_ipv6=1"], check=False)
-        if emulate:
-            self._start_emulator()
         # no IPv6 on the lab interfaces: no router solicitations or DAD noise in the flows
         for ns, inner in ((self.client_ns, self.client_if), (self.server_ns, self.server_if)):
             self.exec(ns, ["sysctl", "-qw", f"net.ipv6.conf.{inner}.disable_ipv6=1"])
-        for outer in (f"{p}cb", f"{p}sb", self.bridge):
+        for outer in (f"{p}cb", f"{p}sb", f"{p}se", f"{p}sr", f"{p}bj", self.bridge):
             _run(["sysctl", "-qw", f"net.ipv6.conf.{outer}.disable_ipv6=1"], check=False)
+        if emulate:
+            self._start_emulator()
 
     def _mac(self, ns: str, interface: str) -> str:
         shown = _run(["ip", "-n", ns, "-o", "link", "show", "dev", interface]).stdout
@@ -299,7 +311,7 @@ def remove(prefix: str) -> None:
     # The root-side ends too: deleting a namespace leaves its veth pairs to the kernel, which
     # keeps them (and the namespace) while sockets of killed processes still retransmit;
     # deleting an end destroys the pair now.
-    for end in ("cb", "sb", "se", "sr", "br"):
+    for end in ("cb", "sb", "se", "sr", "bj", "br"):
         _run(["ip", "link", "del", f"{prefix}{end}"], check=False)
 
 
@@ -309,7 +321,7 @@ def sweep() -> list[str]:
     names = {line.split()[0] for line in listed if line.strip()}
     prefixes = sorted({n[:-1] for n in names if n[-1:] in ("c", "s") and _PREFIX.match(n[:-1])})
     links = _run(["ip", "-o", "link", "show"], check=False).stdout
-    stray = re.findall(r"^\d+: ((iw[0-9a-f]{6})(?:br|cb|sb|se|sr))[:@]", links, re.M)
+    stray = re.findall(r"^\d+: ((iw[0-9a-f]{6})(?:br|bj|cb|sb|se|sr))[:@]", links, re.M)
     for _, prefix in stray:
         if prefix not in prefixes:
             prefixes.append(prefix)

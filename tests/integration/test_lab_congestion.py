@@ -4,7 +4,9 @@ worker with the default congestion configuration. Needs root.
 
 In every `make test`: 40 % for a minute, then 30 Mbit/s offered (the link saturates) for a
 minute, then 30 %: critical within 30 s of the saturation's onset (event time), resolved
-within 60 s of the load dropping, nothing before.
+within 60 s of the load dropping, nothing before. And the same streaming chats beside 30 % and
+beside a saturating load: the worker's QoE histograms show the answers' later first tokens, by
+as much as the chat client's own clock.
 
 With LONG_LAB=1 (about an hour, not in CI): ten minutes at 30 to 60 % with bursts
 raise nothing; a linear ramp from 30 % to 100 % over 15 minutes is predicted at least 2 minutes
@@ -14,6 +16,7 @@ before the warning; link anomalies (2-s windows so the detectors' warm-up takes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -33,6 +36,8 @@ from tests.kafka_util import create_topic, read_all
 pytestmark = pytest.mark.integration
 
 MBIT = 20.0
+PY = sys.executable
+INFERWATCH = shutil.which("inferwatch", path=str(Path(PY).parent)) or "inferwatch"
 SKIP_LONG = pytest.mark.skipif(
     not os.environ.get("LONG_LAB"), reason="long lab scenario: LONG_LAB=1"
 )
@@ -50,11 +55,11 @@ class LoadRun:
     worker: Any
 
 
-def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str,
-             seconds: float, wait_for: str, env: dict[str, str] | None = None,
-             alerts: str = "InferwatchLinkCongestion", pings: bool = False) -> LoadRun:  # fmt: skip
-    """Play ``profile`` through a fresh 20 Mbit/s lab link metered by the probe; return the
-    worker's congestion events once one with status ``wait_for`` is there (or 60 s after)."""
+@contextlib.contextmanager
+def metered_lab(broker, names, start_worker, make_lab, tmp_path: Path,
+                env: dict[str, str] | None = None, active_timeout: int = 5):  # fmt: skip
+    """A fresh 20 Mbit/s lab link, metered live by the probe into a worker; yields (lab,
+    worker, procs): processes appended to ``procs`` are stopped on the way out."""
     lab = make_lab(LinkSpec(Shape(rate_mbit=MBIT), Shape(rate_mbit=MBIT)))
     links = tmp_path / "links.yaml"
     links.write_text(yaml.safe_dump({"links": [
@@ -68,11 +73,10 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
         "INFERWATCH_ANALYSIS__SERIES_TOPIC": f"{names.raw}.series",
         **(env or {}),
     })  # fmt: skip
-    py = sys.executable
-    inferwatch = shutil.which("inferwatch", path=str(Path(py).parent)) or "inferwatch"
+    timeout = str(active_timeout)
     probe = subprocess.Popen(
-        [inferwatch, "probe", "--interface", lab.bridge, "--broker", broker, "--topic",
-         names.raw, "--exporter", "lab-probe", "--link", "lab-20m", "--active-timeout", "5",
+        [INFERWATCH, "probe", "--interface", lab.bridge, "--broker", broker, "--topic",
+         names.raw, "--exporter", "lab-probe", "--link", "lab-20m", "--active-timeout", timeout,
          "--idle-timeout", "5"],
         stdout=(tmp_path / "probe.log").open("wb"), stderr=subprocess.STDOUT,
         env={k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")},
@@ -81,16 +85,41 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
     time.sleep(5)  # the probe captures
     assert probe.poll() is None, (tmp_path / "probe.log").read_text()
     try:
-        server = lab.popen(lab.server_ns, [py, "-m", "lab.load", "server", "--port", "5201",
-                                           "--profile", profile, "--connections", "4"])  # fmt: skip
-        procs.append(server)
-        time.sleep(1)
-        t0 = time.time()  # the profile starts when the connections arrive
-        client = lab.popen(lab.client_ns, [py, "-m", "lab.load", "client", "--server",
-                                           lab.server_ip, "--connections", "4", "--seconds",
-                                           str(seconds + 30), "--ping-every",
-                                           "1" if pings else "0"])  # fmt: skip
-        procs.append(client)
+        yield lab, worker, procs
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def start_load(lab, procs: list[Any], profile: str, seconds: float, connections: int = 4,
+               pings: bool = False) -> tuple[float, Any]:  # fmt: skip
+    """lab.load's server and client on the lab link; (the profile's start, the client)."""
+    server = lab.popen(lab.server_ns, [PY, "-m", "lab.load", "server", "--port", "5201",
+                                       "--profile", profile, "--connections",
+                                       str(connections)])  # fmt: skip
+    procs.append(server)
+    time.sleep(1)
+    t0 = time.time()  # the profile starts when the connections arrive
+    client = lab.popen(lab.client_ns, [PY, "-m", "lab.load", "client", "--server",
+                                       lab.server_ip, "--connections", str(connections),
+                                       "--seconds", str(seconds + 30), "--ping-every",
+                                       "1" if pings else "0"])  # fmt: skip
+    procs.append(client)
+    return t0, client
+
+
+def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str,
+             seconds: float, wait_for: str, env: dict[str, str] | None = None,
+             alerts: str = "InferwatchLinkCongestion", pings: bool = False) -> LoadRun:  # fmt: skip
+    """Play ``profile`` through a fresh 20 Mbit/s lab link metered by the probe; return the
+    worker's congestion events once one with status ``wait_for`` is there (or 60 s after)."""
+    with metered_lab(broker, names, start_worker, make_lab, tmp_path, env) as (lab, worker, procs):
+        t0, client = start_load(lab, procs, profile, seconds, pings=pings)
         assert client.wait(seconds + 60) == 0
         deadline = time.monotonic() + 60
         events: list[dict[str, Any]] = []
@@ -108,14 +137,6 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
         for start, u in series:  # for the record (pytest -s)
             print(f"{start:6.0f} s  {u:5.2f}")
         return LoadRun(t0, events, series, worker)
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
 
 
 @pytest.mark.timeout(600)
@@ -206,3 +227,98 @@ def test_lab_anomalies_quiet_then_surge_and_failure(
     failure = [t for t, s in fired if s == "bytes" and 1315 <= t <= 1320 + 60]
     assert not quiet, quiet
     assert surge and failure, fired
+
+
+def _qoe_totals(worker) -> dict[str, float]:
+    """The lab link's AI QoE histograms' sums and counts and its stall count, all AI classes."""
+    out = {}
+    for name in ("inferwatch_ai_time_to_first_token_seconds", "inferwatch_ai_tokens_per_second"):
+        for part in ("sum", "count"):
+            out[f"{name}_{part}"] = worker.total(f"{name}_{part}", link="lab-20m")
+    out["stalls"] = worker.total("inferwatch_ai_stalls_total", link="lab-20m")
+    return out
+
+
+def _truth_means(path: Path) -> tuple[float, float]:
+    """Mean time to first token and mean tokens/s of the chats, as their client measured."""
+    ttft, rate = [], []
+    for line in path.read_text().splitlines():
+        for r in orjson.loads(line).get("requests", []):
+            times = r["token_times_s"]
+            ttft.append(r["ttft_s"])
+            if len(times) > 2:
+                rate.append((len(times) - 2) / (times[-1] - times[1]))
+    return sum(ttft) / len(ttft), sum(rate) / len(rate)
+
+
+@pytest.mark.timeout(600)
+def test_ai_answers_on_a_congested_link_come_later_as_the_client_saw(
+    broker, names, start_worker, make_lab, tmp_path: Path
+):
+    """The same 16 streaming chats twice on one lab link: first beside a 30 % load, then
+    beside 30 Mbit/s offered to the 20 Mbit/s link (its queue fills: tens of milliseconds
+    more on every answer). The worker's QoE metrics, read between the two, show the later
+    first tokens, by as much as the client's own clock says."""
+    scenario = Path(__file__).parents[2] / "lab" / "scenarios" / "chat-only.yaml"
+    env = {"INFERWATCH_CLASSIFY__ENABLED": "true", "INFERWATCH_CONGESTION__ENABLED": "false"}
+    with metered_lab(broker, names, start_worker, make_lab, tmp_path, env, active_timeout=30) as (
+        lab,
+        worker,
+        procs,
+    ):
+        server = lab.popen(lab.server_ns, [PY, "-m", "lab.traffic", "server", "--dir",
+                                           str(tmp_path), "--scenario", str(scenario)],
+                           stdout=(tmp_path / "server.log").open("wb"),
+                           stderr=subprocess.STDOUT)  # fmt: skip
+        procs.append(server)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "server.ready").exists():
+            assert server.poll() is None and time.monotonic() < deadline, "traffic server"
+            time.sleep(0.2)
+        t0, load = start_load(lab, procs, "100:6,110:30", 210)
+
+        def chats(at: float, out: Path) -> dict[str, float]:
+            time.sleep(max(0.0, t0 + at - time.time()))
+            client = lab.popen(lab.client_ns, [PY, "-m", "lab.traffic", "client", "--scenario",
+                                               str(scenario), "--out", str(out)],
+                               stdout=(tmp_path / "client.log").open("ab"),
+                               stderr=subprocess.STDOUT)  # fmt: skip
+            assert client.wait(120) == 0, (tmp_path / "client.log").read_text()[-3000:]
+            sent = sum(len(orjson.loads(x)["requests"]) for x in out.read_text().splitlines())
+            # the chats' records are out (idle timeout) and analysed: one TTFT each
+            before = seen.get("inferwatch_ai_time_to_first_token_seconds_count", 0.0)
+            worker.wait_total("inferwatch_ai_time_to_first_token_seconds_count", before + sent,
+                              timeout=60, link="lab-20m")  # fmt: skip
+            time.sleep(12)  # and not more than one each (a bulk flow taken for a chat)
+            return _qoe_totals(worker)
+
+        seen: dict[str, float] = {}
+        seen = calm = chats(20, tmp_path / "calm.jsonl")
+        busy = chats(125, tmp_path / "busy.jsonl")
+        assert load.wait(120) == 0
+
+    def mean(totals: dict[str, float], base: dict[str, float], name: str) -> tuple[float, float]:
+        n = totals[f"{name}_count"] - base.get(f"{name}_count", 0.0)
+        return (totals[f"{name}_sum"] - base.get(f"{name}_sum", 0.0)) / n, n
+
+    ttft = "inferwatch_ai_time_to_first_token_seconds"
+    rate = "inferwatch_ai_tokens_per_second"
+    (calm_ttft, n_calm), (busy_ttft, n_busy) = mean(calm, {}, ttft), mean(busy, calm, ttft)
+    calm_rate, busy_rate = mean(calm, {}, rate)[0], mean(busy, calm, rate)[0]
+    truth_calm, truth_busy = (
+        _truth_means(tmp_path / "calm.jsonl"),
+        _truth_means(tmp_path / "busy.jsonl"),
+    )
+    print(f"TTFT estimated {calm_ttft:.3f} -> {busy_ttft:.3f} s (true {truth_calm[0]:.3f} -> "
+          f"{truth_busy[0]:.3f}); tokens/s {calm_rate:.1f} -> {busy_rate:.1f} (true "
+          f"{truth_calm[1]:.1f} -> {truth_busy[1]:.1f}); stalls {calm['stalls']:.0f} -> "
+          f"{busy['stalls'] - calm['stalls']:.0f}; flows {n_calm:.0f}, {n_busy:.0f}")  # fmt: skip
+    assert n_calm == n_busy == 16, (n_calm, n_busy)  # every chat once, nothing else
+    # the answers came later, and the estimates say by as much as the client's clock
+    assert truth_busy[0] - truth_calm[0] >= 0.02, (truth_calm, truth_busy)  # the queue
+    for est, true in ((calm_ttft, truth_calm[0]), (busy_ttft, truth_busy[0])):
+        assert abs(est - true) <= 0.15 * true, (est, true)
+    # the token rate is the server's pace, which a queue delays but does not slow: the
+    # estimate keeps to what the client saw
+    for est, true in ((calm_rate, truth_calm[1]), (busy_rate, truth_busy[1])):
+        assert abs(est - true) <= 0.15 * true, (est, true)

@@ -72,3 +72,38 @@ def test_empty_batch():
 
     f = flow_features(FlowBatch.empty())
     assert all(v.shape == (0,) for v in f.values())
+
+
+def _summary(packets: list[tuple[float, int, int]]) -> tuple[list[int], list[int], list[int]]:
+    """(ms since the first packet, direction, TCP payload) -> a probe's packet summary (IP
+    sizes with a 52-byte header, 60 for the handshake's first two; gaps in microseconds)."""
+    sizes = [60 if k < 2 else 52 + pay for k, (_, _, pay) in enumerate(packets)]
+    t = [round(ms * 1000) for ms, _, _ in packets]
+    return sizes, [d for _, d, _ in packets], [0] + [b - a for a, b in zip(t, t[1:])]
+
+
+HANDSHAKE = [(0.0, 0, 0), (100.02, 1, 0), (100.03, 0, 0), (100.64, 0, 517), (196.87, 1, 0),
+             (197.67, 1, 813), (197.71, 0, 0)]  # fmt: skip
+TOKENS = [(373.47 + 25 * k, 1, 112) for k in range(1, 12)]
+
+
+def test_a_session_ticket_late_behind_a_queue_is_neither_answer_nor_end_of_request():
+    """Two chats recorded on the congested lab link (a 100-ms queue; the ticket answers the
+    client's Finished, sent just before the request): true time to first token 175 ms and
+    322 ms, estimated 99 ms and 252 ms before the ticket was recognised."""
+    from detectors.behaviour import qoe
+    from detectors.flows import FlowBatch
+
+    late = [*HANDSHAKE, (198.60, 0, 80), (198.96, 0, 1448), (198.97, 0, 432), (297.43, 1, 0),
+            (297.77, 1, 510), (337.65, 0, 0), (373.47, 1, 175), *TOKENS]  # fmt: skip
+    mid_upload = [*HANDSHAKE, (198.60, 0, 80), *[(198.9 + k / 100, 0, 1448) for k in range(10)],
+                  (267.0, 1, 0), (267.3, 1, 510), (268.1, 0, 791), (269.0, 1, 0),
+                  (520.2, 1, 175), *[(520.2 + 25 * k, 1, 112) for k in range(1, 12)]]  # fmt: skip
+    calm = [(0.0, 0, 0), (0.3, 1, 0), (0.31, 0, 0), (0.9, 0, 517), (3.1, 1, 0), (4.0, 1, 813),
+            (4.1, 0, 0), (5.0, 0, 80), (5.3, 0, 1448), (5.4, 0, 432), (14.0, 1, 510),
+            (180.0, 1, 175), *[(180.0 + 25 * k, 1, 112) for k in range(1, 12)]]  # fmt: skip
+    flows = [late, mid_upload, calm]
+    b = FlowBatch.from_columns(packets=[_summary(f) for f in flows], proto=[6] * 3,
+                               ts_start=[0.0] * 3, ts_end=[1.0] * 3)  # fmt: skip
+    ttft = qoe(b)["ttft_s"]
+    assert np.allclose(ttft, [0.37347 - 0.19860, 0.5202 - 0.19860, 0.180 - 0.005], atol=1e-4), ttft
