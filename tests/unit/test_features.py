@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -79,7 +80,7 @@ def _summary(packets: list[tuple[float, int, int]]) -> tuple[list[int], list[int
     sizes with a 52-byte header, 60 for the handshake's first two; gaps in microseconds)."""
     sizes = [60 if k < 2 else 52 + pay for k, (_, _, pay) in enumerate(packets)]
     t = [round(ms * 1000) for ms, _, _ in packets]
-    return sizes, [d for _, d, _ in packets], [0] + [b - a for a, b in zip(t, t[1:])]
+    return sizes, [d for _, d, _ in packets], [0] + [b - a for a, b in itertools.pairwise(t)]
 
 
 HANDSHAKE = [(0.0, 0, 0), (100.02, 1, 0), (100.03, 0, 0), (100.64, 0, 517), (196.87, 1, 0),
