@@ -39,6 +39,7 @@ _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 FORMAT = 1  # of dumps()
+RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
 
 
 class SeriesDetector(Protocol):
@@ -102,8 +103,10 @@ class NoveltyDetector:
     def _pattern(self, x: float) -> Array | None:
         if self.seen + 1 < self.window or self.seen < self.warmup:
             return None
+        # a range within rounding of the level is a constant series (a ratio that is always
+        # the same but for its last bits): its rounding must not read as patterns
         span = self.hi - self.lo
-        if span <= 0.0:
+        if span <= RELATIVE_RESOLUTION * max(abs(self.hi), abs(self.lo)):
             span = abs(self.hi) or 1.0
         p = np.empty(self.window)
         p[:-1] = self.recent[1:]

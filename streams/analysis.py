@@ -214,8 +214,11 @@ class Analyzer:
         if self.classification is not None:
             result = self.classification.run(batch, links)
             classes = result.label
+            ttft = asked_ttft(result)
             if self.congestion is not None:  # AI time to first token: congestion's QoE signal
-                self.congestion.qoe(links, batch.ts_end, asked_ttft(result))
+                self.congestion.qoe(links, batch.ts_end, ttft)
+            if self.anomalies is not None:  # and a series of its own
+                self.anomalies.qoe(links, batch.ts_end, ttft)
         else:
             classes = np.full(n, OTHER_CLASS, dtype=np.int64)
         if self.congestion is not None and batch.pkt_count.any():  # queueing in the handshakes

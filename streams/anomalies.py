@@ -1,9 +1,11 @@
 """Anomaly detection on each link's series, in the worker: gauges, events on alerts.v1, state.
 
 Every closed window of a link gives one point per configured series (``bytes``, ``packets`` and
-``flows`` per second, summed over classes and directions, and ``ai_share``, the AI classes'
-share of the link's bytes). Each (link, series) has its own ``NoveltyDetector`` of the one
-configuration (detectors/anomaly.py), which scores the point, then learns it.
+``flows`` per second, summed over classes and directions, ``ai_share``, the AI classes'
+share of the link's bytes, and ``ai_ttft_p95``, the 95th percentile of the estimated time to
+first token of the link's AI flows that ended in the last minute: no point without any, and
+none at all without classification). Each (link, series) has its own ``NoveltyDetector`` of
+the one configuration (detectors/anomaly.py), which scores the point, then learns it.
 
 Events (``InferwatchLinkAnomaly`` on alerts.v1, with the observed value, an expected band,
 the score and the window as context) follow a small state machine per (link, series):
@@ -29,9 +31,11 @@ from typing import Any
 
 from detectors.anomaly import NoveltyDetector
 from detectors.classes import AI_INDEX
+from detectors.flows import Array
 from detectors.windows import BYTES_IN, BYTES_OUT, FLOWS, PACKETS_IN, PACKETS_OUT, ClosedWindow
 from streams.alerts import alert_event
 from streams.config import AnomalyConfig
+from streams.congestion import LatencySignal
 from streams.metrics import AnomalyMetrics
 
 ALERTNAME = "InferwatchLinkAnomaly"
@@ -87,16 +91,26 @@ class LinkAnomalies:
     window: float
     alert: Callable[[dict[str, Any]], None] | None = None
     tracks: dict[str, dict[str, Track]] = field(default_factory=dict)
+    ttft: LatencySignal = field(default_factory=LatencySignal)  # AI flows' last minute
 
     # -- the work ------------------------------------------------------------------------------
+
+    def qoe(self, links: Array, ends: Array, ttft: Array) -> None:
+        """AI flows' time to first token (NaN: none) as the classifier estimated it."""
+        if "ai_ttft_p95" in self.cfg.series:
+            self.ttft.add(links, ends, ttft)
 
     def observe(self, c: ClosedWindow) -> None:
         """Score and learn a link's closed window; publish the events it causes."""
         tracks = self._tracks(c.link)
         values = series_values(c, self.window)
         t = float(c.start) + self.window
+        if "ai_ttft_p95" in self.cfg.series:
+            values["ai_ttft_p95"] = self.ttft.quantile(c.link, t, 0.95)
         for name in self.cfg.series:
             tr, x = tracks[name], values[name]
+            if math.isnan(x):  # nothing to say this window (no AI flow in the last minute)
+                continue
             band = (tr.mean, *tr.band())  # what was expected before this point
             score = tr.det.score_one(x, t)
             tr.det.learn_one(x, t)
@@ -174,6 +188,7 @@ class LinkAnomalies:
 
     def forget(self, link: str) -> None:
         """The link is gone from this worker (idle, or its partition moved)."""
+        self.ttft.forget(link)
         tracks = self.tracks.pop(link, None)
         if tracks is not None:
             for name in tracks:

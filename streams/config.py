@@ -170,8 +170,8 @@ class ClassifyConfig(_Section):
         return "off" if v is False else v  # YAML (and so INFERWATCH_*) reads a bare off as false
 
 
-SeriesName = Literal["bytes", "packets", "flows", "ai_share"]
-SERIES_NAMES: tuple[SeriesName, ...] = ("bytes", "packets", "flows", "ai_share")
+SeriesName = Literal["bytes", "packets", "flows", "ai_share", "ai_ttft_p95"]
+SERIES_NAMES: tuple[SeriesName, ...] = ("bytes", "packets", "flows", "ai_share", "ai_ttft_p95")
 
 
 class DetectorConfig(_Section):

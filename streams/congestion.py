@@ -69,14 +69,21 @@ class LatencySignal:
                 q = self.recent[link] = collections.deque(maxlen=QOE_KEEP)
             q.append((end, value))
 
+    def quantile(self, link: str, end: float, q: float) -> float:
+        """Quantile ``q`` of the link's latencies of flows that ended in the ``horizon``
+        before ``end`` (not after it: records a little ahead of a closing window); NaN
+        without any."""
+        recent = self.recent.get(link)
+        while recent and recent[0][0] < end - self.horizon:
+            recent.popleft()
+        values = [v for e, v in recent or () if e <= end]
+        return float(np.quantile(values, q)) if values else math.nan
+
     def ratio(self, link: str, end: float, calm: bool) -> tuple[float, float, float]:
         """(median of the last ``horizon``, the baseline, their ratio); NaN when unknown."""
-        q = self.recent.get(link)
-        while q and q[0][0] < end - self.horizon:
-            q.popleft()
-        if not q:
+        median = self.quantile(link, end, 0.5)
+        if math.isnan(median):
             return math.nan, self.baseline.get(link, math.nan), math.nan
-        median = float(np.median([v for _, v in q]))
         base = self.baseline.get(link)
         if calm:
             base = median if base is None else base + BASELINE_WEIGHT * (median - base)

@@ -1,8 +1,9 @@
-"""Congestion (and link anomalies) on real packets: a tc-shaped 20 Mbit/s lab link, loaded by
+"""Congestion (and link anomalies) on real packets: a tc-shaped lab link (20 Mbit/s each way;
+another with LAB_MBIT=N, the load profiles are in % of it), loaded by
 paced TCP (lab.load), metered live by `inferwatch probe` into the real broker, analysed by a
 worker with the default congestion configuration. Needs root.
 
-In every `make test`: 40 % for a minute, then 30 Mbit/s offered (the link saturates) for a
+In every `make test`: 40 % for a minute, then 150 % offered (the link saturates) for a
 minute, then 30 %: critical within 30 s of the saturation's onset (event time), resolved
 within 60 s of the load dropping, nothing before. And the same streaming chats beside 30 % and
 beside a saturating load: the worker's QoE histograms show the answers' later first tokens, by
@@ -35,7 +36,8 @@ from tests.kafka_util import create_topic, read_all
 
 pytestmark = pytest.mark.integration
 
-MBIT = 20.0
+MBIT = float(os.environ.get("LAB_MBIT", "20"))  # the link's capacity, each way
+LINK = f"lab-{MBIT:g}m"
 PY = sys.executable
 INFERWATCH = shutil.which("inferwatch", path=str(Path(PY).parent)) or "inferwatch"
 SKIP_LONG = pytest.mark.skipif(
@@ -58,12 +60,12 @@ class LoadRun:
 @contextlib.contextmanager
 def metered_lab(broker, names, start_worker, make_lab, tmp_path: Path,
                 env: dict[str, str] | None = None, active_timeout: int = 5):  # fmt: skip
-    """A fresh 20 Mbit/s lab link, metered live by the probe into a worker; yields (lab,
+    """A fresh lab link of MBIT each way, metered live by the probe into a worker; yields (lab,
     worker, procs): processes appended to ``procs`` are stopped on the way out."""
     lab = make_lab(LinkSpec(Shape(rate_mbit=MBIT), Shape(rate_mbit=MBIT)))
     links = tmp_path / "links.yaml"
     links.write_text(yaml.safe_dump({"links": [
-        {"id": "lab-20m", "name": "Lab link, 20 Mbit/s", "capacity_bps": MBIT * 1e6,
+        {"id": LINK, "name": f"Lab link, {MBIT:g} Mbit/s", "capacity_bps": MBIT * 1e6,
          "exporter": "lab-probe", "iface": 1}]}))  # fmt: skip
     asyncio.run(create_topic(broker, names.raw, 1))
     worker = start_worker({
@@ -76,7 +78,7 @@ def metered_lab(broker, names, start_worker, make_lab, tmp_path: Path,
     timeout = str(active_timeout)
     probe = subprocess.Popen(
         [INFERWATCH, "probe", "--interface", lab.bridge, "--broker", broker, "--topic",
-         names.raw, "--exporter", "lab-probe", "--link", "lab-20m", "--active-timeout", timeout,
+         names.raw, "--exporter", "lab-probe", "--link", LINK, "--active-timeout", timeout,
          "--idle-timeout", "5"],
         stdout=(tmp_path / "probe.log").open("wb"), stderr=subprocess.STDOUT,
         env={k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")},
@@ -96,11 +98,24 @@ def metered_lab(broker, names, start_worker, make_lab, tmp_path: Path,
                     p.kill()
 
 
+def pct(profile: str) -> str:
+    """A lab.load profile in % of the link's capacity -> the same in Mbit/s (at 20 Mbit/s,
+    ``"60:40,30:30-100"`` -> ``"60:8,30:6-20"``)."""
+    phases = []
+    for part in profile.split(","):
+        seconds, _, rate = part.partition(":")
+        phases.append(
+            f"{seconds}:" + "-".join(f"{float(r) * MBIT / 100:g}" for r in rate.split("-"))
+        )
+    return ",".join(phases)
+
+
 def start_load(lab, procs: list[Any], profile: str, seconds: float, connections: int = 4,
                pings: bool = False) -> tuple[float, Any]:  # fmt: skip
-    """lab.load's server and client on the lab link; (the profile's start, the client)."""
+    """lab.load's server and client on the lab link, ``profile`` in % of its capacity;
+    (the profile's start, the client)."""
     server = lab.popen(lab.server_ns, [PY, "-m", "lab.load", "server", "--port", "5201",
-                                       "--profile", profile, "--connections",
+                                       "--profile", pct(profile), "--connections",
                                        str(connections)])  # fmt: skip
     procs.append(server)
     time.sleep(1)
@@ -116,7 +131,7 @@ def start_load(lab, procs: list[Any], profile: str, seconds: float, connections:
 def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str,
              seconds: float, wait_for: str, env: dict[str, str] | None = None,
              alerts: str = "InferwatchLinkCongestion", pings: bool = False) -> LoadRun:  # fmt: skip
-    """Play ``profile`` through a fresh 20 Mbit/s lab link metered by the probe; return the
+    """Play ``profile`` (% of capacity) through a fresh lab link metered by the probe; return the
     worker's congestion events once one with status ``wait_for`` is there (or 60 s after)."""
     with metered_lab(broker, names, start_worker, make_lab, tmp_path, env) as (lab, worker, procs):
         t0, client = start_load(lab, procs, profile, seconds, pings=pings)
@@ -143,8 +158,8 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
 def test_saturated_lab_link_goes_critical_then_resolves(
     broker, names, start_worker, make_lab, tmp_path: Path
 ):
-    # Mbit/s offered: 40 %, saturated, 30 %
-    run = run_load(broker, names, start_worker, make_lab, tmp_path, "60:8,60:30,70:6", 190,
+    # offered: 40 %, 150 % (saturated), 30 %
+    run = run_load(broker, names, start_worker, make_lab, tmp_path, "60:40,60:150,70:30", 190,
                    wait_for="resolved", pings=True)  # fmt: skip
     events = [e for e in run.events if e["labels"]["alertname"] == "InferwatchLinkCongestion"]
     seq = [(e["status"], e["labels"]["severity"], e["labels"]["direction"]) for e in events]
@@ -161,15 +176,15 @@ def test_saturated_lab_link_goes_critical_then_resolves(
           f"{done['ends_at'] - (run.t0 + 120):.0f} s after the drop; handshakes "
           f"{fire['context']['tcp_handshake_rtt_median_s']} s against "
           f"{fire['context']['tcp_handshake_rtt_baseline_s']} s")  # fmt: skip
-    assert run.worker.total("inferwatch_link_congestion_state", link="lab-20m", direction="in") == 0
+    assert run.worker.total("inferwatch_link_congestion_state", link=LINK, direction="in") == 0
 
 
 def _bursty(minutes: int) -> str:
-    """30 to 60 % of 20 Mbit/s, changing every 30 s, with a 5-s burst to 90 % every minute."""
+    """30 to 60 % of the link, changing every 30 s, with a 5-s burst to 90 % every minute."""
     phases = []
     for k in range(minutes * 2):
-        base = (6, 9, 12, 8, 10, 7)[k % 6]
-        phases.append(f"30:{base}" if k % 2 else f"25:{base},5:18")
+        base = (30, 45, 60, 40, 50, 35)[k % 6]
+        phases.append(f"30:{base}" if k % 2 else f"25:{base},5:90")
     return ",".join(phases)
 
 
@@ -179,7 +194,7 @@ def test_ten_quiet_minutes_raise_nothing(broker, names, start_worker, make_lab, 
                    wait_for="firing")  # fmt: skip
     assert run.events == [], [(e["labels"], e["status"]) for e in run.events]
     # and the worker did see the link all along (quiet, not deaf)
-    assert run.worker.total("inferwatch_link_congestion_state", link="lab-20m", direction="in") == 0
+    assert run.worker.total("inferwatch_link_congestion_state", link=LINK, direction="in") == 0
     assert run.worker.total("inferwatch_analysed_records_total") > 100, run.worker.log()[-3000:]
     busy = [u for start, u in run.utilisation if 0 <= start < 590]
     assert len(busy) >= 55, (len(busy), run.worker.log()[-3000:])
@@ -190,7 +205,7 @@ def test_ten_quiet_minutes_raise_nothing(broker, names, start_worker, make_lab, 
 def test_a_fifteen_minute_ramp_is_predicted_two_minutes_ahead(
     broker, names, start_worker, make_lab, tmp_path
 ):
-    run = run_load(broker, names, start_worker, make_lab, tmp_path, "300:6,900:6-20,60:20",
+    run = run_load(broker, names, start_worker, make_lab, tmp_path, "300:30,900:30-100,60:100",
                    1260, wait_for="firing")  # fmt: skip
     first = {}
     for e in run.events:
@@ -210,7 +225,7 @@ def test_lab_anomalies_quiet_then_surge_and_failure(
     # a surge to 90 % at 1020 s for a minute; normal again; the link carries nothing from
     # 1320 s for a minute (a failure upstream); normal again to 1500 s
     normal = _bursty(17)  # 1020 s
-    profile = f"{normal},60:18,{_bursty(4)},60:0,{_bursty(2)}"  # ends at 1500 s
+    profile = f"{normal},60:90,{_bursty(4)},60:0,{_bursty(2)}"  # ends at 1500 s
     run = run_load(broker, names, start_worker, make_lab, tmp_path, profile, 1500,
                    wait_for="firing", alerts="InferwatchLinkAnomaly", env={
                        "INFERWATCH_ANALYSIS__WINDOW_SECONDS": "2",
@@ -234,8 +249,8 @@ def _qoe_totals(worker) -> dict[str, float]:
     out = {}
     for name in ("inferwatch_ai_time_to_first_token_seconds", "inferwatch_ai_tokens_per_second"):
         for part in ("sum", "count"):
-            out[f"{name}_{part}"] = worker.total(f"{name}_{part}", link="lab-20m")
-    out["stalls"] = worker.total("inferwatch_ai_stalls_total", link="lab-20m")
+            out[f"{name}_{part}"] = worker.total(f"{name}_{part}", link=LINK)
+    out["stalls"] = worker.total("inferwatch_ai_stalls_total", link=LINK)
     return out
 
 
@@ -256,7 +271,7 @@ def test_ai_answers_on_a_congested_link_come_later_as_the_client_saw(
     broker, names, start_worker, make_lab, tmp_path: Path
 ):
     """The same 16 streaming chats twice on one lab link: first beside a 30 % load, then
-    beside 30 Mbit/s offered to the 20 Mbit/s link (its queue fills: tens of milliseconds
+    beside 150 % of the link's capacity offered (its queue fills: tens of milliseconds
     more on every answer). The worker's QoE metrics, read between the two, show the later
     first tokens, by as much as the client's own clock says."""
     scenario = Path(__file__).parents[2] / "lab" / "scenarios" / "chat-only.yaml"
@@ -275,7 +290,7 @@ def test_ai_answers_on_a_congested_link_come_later_as_the_client_saw(
         while not (tmp_path / "server.ready").exists():
             assert server.poll() is None and time.monotonic() < deadline, "traffic server"
             time.sleep(0.2)
-        t0, load = start_load(lab, procs, "100:6,110:30", 210)
+        t0, load = start_load(lab, procs, "100:30,110:150", 210)
 
         def chats(at: float, out: Path) -> dict[str, float]:
             time.sleep(max(0.0, t0 + at - time.time()))
@@ -288,7 +303,7 @@ def test_ai_answers_on_a_congested_link_come_later_as_the_client_saw(
             # the chats' records are out (idle timeout) and analysed: one TTFT each
             before = seen.get("inferwatch_ai_time_to_first_token_seconds_count", 0.0)
             worker.wait_total("inferwatch_ai_time_to_first_token_seconds_count", before + sent,
-                              timeout=60, link="lab-20m")  # fmt: skip
+                              timeout=60, link=LINK)  # fmt: skip
             time.sleep(12)  # and not more than one each (a bulk flow taken for a chat)
             return _qoe_totals(worker)
 

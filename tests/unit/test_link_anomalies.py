@@ -103,3 +103,33 @@ def test_forget_removes_the_link_series() -> None:
         is None
     )
     assert registry.get_sample_value("inferwatch_anomaly_links", {}) == 0
+
+
+def test_ai_time_to_first_token_p95_is_a_series_where_there_are_ai_flows() -> None:
+    """Chats answer in about 0.3 s for an hour, then in 1.5 s: the p95 series fires; windows
+    without AI flows give it no point (the other series go on)."""
+    la, events, registry = _anomalies(resolve_windows=3)
+    rng = np.random.default_rng(4)
+    link = "r1:ge-0/0/1"
+    for k, r in enumerate(_traffic(400)):
+        end = 1_700_000_000.0 + (k + 1) * W
+        if k % 50 != 7:  # now and then a window without chats
+            slow = 5.0 if k >= 330 else 1.0
+            ttft = slow * rng.lognormal(np.log(0.3), 0.2, 8)
+            la.qoe(np.array([link] * 8), end - rng.uniform(0, W, 8), ttft)
+        la.observe(_window(k, r))
+    fired = [
+        e["context"] for e in events
+        if e["labels"]["series"] == "ai_ttft_p95" and e["status"] == "firing"  # type: ignore[index]
+    ]  # fmt: skip
+    onset = [c for c in fired if c["window_start"] >= 1_700_000_000.0 + 330 * W]  # type: ignore[index]
+    assert onset, fired
+    ctx = onset[0]
+    assert ctx["window_start"] - 1_700_000_000.0 <= 336 * W, ctx  # type: ignore[operator]
+    assert ctx["observed"] > 1.0 and ctx["expected"] < 0.6  # type: ignore[operator]
+    others = {e["labels"]["series"] for e in events} - {"ai_ttft_p95"}  # type: ignore[index]
+    assert not others, others  # a constant AI share is no anomaly, nor its rounding
+    score = registry.get_sample_value(
+        "inferwatch_link_anomaly_score", {"link": link, "series": "ai_ttft_p95"}
+    )
+    assert score is not None  # exported like the others
