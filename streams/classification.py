@@ -246,19 +246,18 @@ class Classification:
     def bootstrap(self) -> int:
         """Learn the configured labelled datasets (when no checkpoint was restored); return
         how many flows were learned. A dataset that cannot be read is logged and skipped."""
-        from streams.evaluate import load_dataset
+        from streams.evaluate import load_dataset, train
 
         before = self.clf.model.learned
+        datasets = []
         for name in self.cfg.bootstrap:
             path = resolve_path(name)
             assert path is not None
             try:
-                data = load_dataset(path, "all")  # both metering paths' records
+                datasets.append(load_dataset(path, "all"))  # both metering paths' records
             except InferwatchError as exc:
                 log.error("classifier bootstrap: skipping %s: %s", name, exc)
-                continue
-            known = data.labels >= 0
-            self.clf.learn(self.clf.classify(data.batch).features[known], data.labels[known])
+        train(self.clf, datasets)  # interleaved: an online learner forgets what came first
         learned = self.clf.model.learned - before
         if learned:
             self.metrics.learned.labels("bootstrap").inc(learned)

@@ -155,7 +155,10 @@ class ClassifyConfig(_Section):
     checkpoint_path: str = ".cache/state/classifier.ckpt"
     checkpoint_seconds: float = Field(60.0, gt=0)
     bootstrap: list[str] = Field(
-        default_factory=lambda: [f"lab/recordings/eval-{x}-3m" for x in "abc"],
+        default_factory=lambda: [
+            *(f"lab/recordings/eval-{x}-3m" for x in "abc"),
+            "lab/recordings/ndpi-real",
+        ],
         description="labelled datasets learned at start when there is no checkpoint",
     )
     validation_window: int = Field(1000, ge=10, description="labelled predictions per P/R/F1")

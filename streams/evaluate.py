@@ -14,6 +14,7 @@ source's truth (relative errors of time to first token and tokens per second).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +55,9 @@ def load_dataset(directory: Path, records: str = "probe") -> Dataset:
                 f"{directory}: no {f.name} (a dataset of `inferwatch lab record`)"
             )
     values = flows.read_bytes().splitlines()
-    decoded = BatchDecoder().decode(values, np.full(len(values), time.time()))
+    # a dataset's age is no reason to refuse it (the worker refuses records a year old)
+    decoder = BatchDecoder(max_age_seconds=math.inf)
+    decoded = decoder.decode(values, np.full(len(values), time.time()))
     wanted = list(PATHS.values()) if records == "all" else [PATHS[records]]
     batch = decoded.batch.take(np.isin(decoded.batch.fmt, wanted))
     batch = batch.take(np.argsort(batch.ts_end, kind="stable"))
@@ -202,10 +205,30 @@ def evaluate(
     return report
 
 
-def train(clf: TrafficClassifier, datasets: Sequence[Dataset]) -> None:
+def train(clf: TrafficClassifier, datasets: Sequence[Dataset], seed: int = 7) -> int:
+    """Learn the datasets' labelled flows together, interleaved at random (seeded), each
+    dataset's flows in their own order; return how many. The learner is online and forgets:
+    learned one after the other, the last dataset's conditions crowd out the first's (nDPI's
+    real captures after the lab's: 2 of the 15 e2e lab flows right; before them: 322 of 352
+    real flows of unseen captures taken for AI; interleaved: 13 of 15 and 13 of 352). One
+    dataset is learned in its own order."""
+    feats, labels = [], []
     for d in datasets:
         known = d.labels >= 0
-        clf.learn(clf.classify(d.batch).features[known], d.labels[known])
+        feats.append(clf.classify(d.batch).features[known])
+        labels.append(d.labels[known])
+    if not feats:
+        return 0
+    x, y = np.concatenate(feats), np.concatenate(labels)
+    sizes = [len(v) for v in labels]
+    # which dataset each turn takes its next flow from: a random interleaving
+    turns = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(sizes)), sizes))
+    rank = np.empty(len(turns), dtype=np.int64)  # the turn's position within its dataset
+    for k in range(len(sizes)):
+        where = np.flatnonzero(turns == k)
+        rank[where] = np.arange(where.size)
+    order = np.r_[0, np.cumsum(sizes)[:-1]][turns] + rank
+    return clf.learn(x[order], y[order])
 
 
 def run_eval(

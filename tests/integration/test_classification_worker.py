@@ -80,11 +80,12 @@ def test_worker_classifies_learns_from_feedback_and_resumes_its_model(broker, na
 def test_a_new_worker_bootstraps_and_classifies_unnamed_flows_by_behaviour(
     broker, names, start_worker
 ):
-    """The default bootstrap (the three eval recordings) and names off: the e2e recording's
-    flows, which the model never saw, recorded without server names."""
+    """The default bootstrap (the three eval recordings and nDPI's real captures) and names
+    off: the e2e recording's flows, which the model never saw, recorded without server names."""
     worker = start_worker({"INFERWATCH_CLASSIFY__NAMES": "off"})
-    # the records of both metering paths of eval-a, eval-b and eval-c with ground truth
-    worker.wait_total("inferwatch_classifier_learned_flows_total", 1086, source="bootstrap")
+    # the records of both metering paths of eval-a, eval-b and eval-c with ground truth (1086)
+    # and the probe's records of nDPI's captures (352)
+    worker.wait_total("inferwatch_classifier_learned_flows_total", 1438, source="bootstrap")
     rec = RECORDINGS / "e2e-nosni"
     truth = truth_of(rec)
     records = [r for r in probe_records(rec) if (r["src_port"], r["proto"]) in truth]
@@ -94,5 +95,7 @@ def test_a_new_worker_bootstraps_and_classifies_unnamed_flows_by_behaviour(
     want = Counter(truth[(r["src_port"], r["proto"])] for r in records)
     got = {c: worker.total("inferwatch_flows_classified_total", **{"class": c}) for c in want}
     right = sum(min(n, got[c]) for c, n in want.items())
-    assert right >= len(records) - 1, (want, got)  # measured: 15 of 15
+    # measured: 15 of 15 with the lab's recordings alone, 13 of 15 since the real captures
+    # joined them (docs/classification.md: which then take 13 of 352 real flows for AI, not 291)
+    assert right >= len(records) - 2, (want, got)
     worker.terminate()
