@@ -204,8 +204,8 @@ def test_real_non_ai_captures_the_model_never_saw_are_not_taken_for_ai():
     from streams.evaluate import Dataset, train
 
     real = load_dataset(RECORDINGS / "ndpi-real", "all")
-    held = np.array([t is not None and t["capture"] in ("netflix.pcap", "teams.pcap",
-                                                         "discord.pcap") for t in real.truth])  # fmt: skip
+    apps = ("netflix.pcap", "teams.pcap", "discord.pcap")
+    held = np.array([t is not None and t["capture"] in apps for t in real.truth])
     assert held.sum() >= 150
 
     def part(mask: np.ndarray) -> Dataset:
