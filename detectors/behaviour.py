@@ -106,15 +106,14 @@ def _interstitial(p: _Packets, rtt: Array) -> Array:
     if idx.size == 0:
         return np.zeros(0, dtype=bool)
     flow_start = np.searchsorted(p.rec, p.rec, "left")
-    first = idx == flow_start
     last_up = np.maximum.accumulate(np.where(p.dir == 0, idx, -1))
-    down = p.dir == 1
-    opens = down & (first | np.r_[False, p.dir[:-1] == 0])  # a downlink run starts here
+    # a downlink run starts here: the flow's first packet, or a turn
+    opens = ((idx == flow_start) & (p.dir == 1)) | np.r_[False, p.turn]
     runs = np.cumsum(opens)
     run_no = runs - runs[flow_start] + opens[flow_start]
     since_up = p.t - p.t[np.maximum(last_up, 0)]
     window = INTERSTITIAL_RTTS * rtt[p.rec] + INTERSTITIAL_SLACK_S
-    more = np.r_[p.rec[1:] == p.rec[:-1], False]
+    more = np.r_[p.same, False]  # another data packet of the flow follows
     with np.errstate(invalid="ignore"):
         near = since_up <= window  # NaN round trip: False
     out: Array = (
