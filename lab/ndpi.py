@@ -109,6 +109,14 @@ class CaptureReport:
     missing: list[Key] = field(default_factory=list)
 
 
+def _ends(record: dict[str, Any]) -> tuple[tuple[str, int], tuple[str, int]]:
+    """A probe record's (source, destination) endpoints, addresses as nDPI writes them."""
+    return (
+        (str(ipaddress.ip_address(record["src_ip"])), record["src_port"]),
+        (str(ipaddress.ip_address(record["dst_ip"])), record["dst_port"]),
+    )
+
+
 def check(
     capture: Path, idle_timeout: int = 15, active_timeout: int = 120,
     keep: list[dict[str, Any]] | None = None,
@@ -132,11 +140,7 @@ def check(
     values = [orjson.dumps(r) for r in records]
     appended = np.array([r["ts_end"] for r in records], dtype=np.float64)  # as if sent live
     report.records_ok = len(BatchDecoder().decode(values, appended).batch) if values else 0
-    got = Counter(
-        key(r["proto"], (str(ipaddress.ip_address(r["src_ip"])), r["src_port"]),
-            (str(ipaddress.ip_address(r["dst_ip"])), r["dst_port"]))
-        for r in records
-    )  # fmt: skip
+    got = Counter(key(r["proto"], *_ends(r)) for r in records)
     need = Counter(want)
     for k, n in need.items():
         report.matched += min(n, got.get(k, 0))
@@ -153,16 +157,18 @@ def check_all(
 ) -> list[CaptureReport]:
     captures = sorted(p for p in directory.iterdir() if p.suffix in CAPTURES)
     reports = []
-    flows, truth = [], []
+    flows: list[dict[str, Any]] = []
+    truth = []
     for p in captures:
-        records: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] | None = None if record is None else []
         reports.append(check(p, idle_timeout, active_timeout, records))
+        if records is None:
+            continue
         labels = {k: (proto, cat) for k, proto, cat in listed(p.with_name(p.name + ".out"))}
+        flows.extend(records)
         for r in records:
-            client = (str(ipaddress.ip_address(r["src_ip"])), r["src_port"])
-            server = (str(ipaddress.ip_address(r["dst_ip"])), r["dst_port"])
+            client, server = _ends(r)
             found = labels.get(key(r["proto"], client, server))
-            flows.append(r)
             if found is not None:
                 truth.append({
                     "class": class_of(*found), "proto": r["proto"], "client_ip": client[0],
