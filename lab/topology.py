@@ -173,8 +173,6 @@ class Lab:
             _run(["ip", "netns", "add", ns])
             _run(["ip", "link", "add", inner, "type", "veth", "peer", "name", port])
             _run(["ip", "link", "set", inner, "netns", ns])
-            if port == f"{p}cb":
-                _run(["ip", "link", "set", port, "master", self.bridge])
             _run(["ip", "link", "set", port, "promisc", "on", "up"])
             self.ip(ns, "link", "set", "lo", "up")
             self.ip(ns, "addr", "add", f"{ip}/24", "dev", inner)
@@ -182,10 +180,11 @@ class Lab:
             # link carries (the captures and packet summaries would learn from them)
             self.ip(ns, "link", "set", inner, "gso_max_segs", "1")
             self.ip(ns, "link", "set", inner, "up")
-        # the link's far side, a hop between the tap and the server:
-        # bridge <p>br -[<p>sb]==[<p>se]- (bridge <p>bj, or lab.linkemu) -[<p>sr]==[<p>s0]
+        # the client's side joins the tap; the link's far side is a hop between the tap and the
+        # server: bridge <p>br -[<p>sb]==[<p>se]- (bridge <p>bj, or lab.linkemu) -[<p>sr]==[<p>s0]
         _run(["ip", "link", "add", f"{p}se", "type", "veth", "peer", "name", f"{p}sb"])
-        _run(["ip", "link", "set", f"{p}sb", "master", self.bridge])
+        for end in (f"{p}cb", f"{p}sb"):
+            _run(["ip", "link", "set", end, "master", self.bridge])
         for end in (f"{p}sb", f"{p}se"):
             _run(["ip", "link", "set", end, "promisc", "on", "up"])
         emulate = self.needs_emulator()

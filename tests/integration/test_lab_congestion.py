@@ -31,6 +31,7 @@ import orjson
 import pytest
 import yaml
 
+from lab.run import _wait_file
 from lab.topology import LinkSpec, Shape
 from tests.kafka_util import create_topic, read_all
 
@@ -286,14 +287,13 @@ def test_ai_answers_on_a_congested_link_come_later_as_the_client_saw(
                            stdout=(tmp_path / "server.log").open("wb"),
                            stderr=subprocess.STDOUT)  # fmt: skip
         procs.append(server)
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "server.ready").exists():
-            assert server.poll() is None and time.monotonic() < deadline, "traffic server"
-            time.sleep(0.2)
+        _wait_file(tmp_path / "server.ready", server, 30)
         # 30 % for 75 s, then 150 % to the end (the test stops it when the chats are read)
         t0, load = start_load(lab, procs, "75:30,120:150", 195)
 
-        def chats(at: float, out: Path) -> dict[str, float]:
+        def chats(at: float, out: Path, seen: dict[str, float]) -> dict[str, float]:
+            """Play the chats at ``at``; the QoE totals once they are analysed (``seen``:
+            the totals before)."""
             time.sleep(max(0.0, t0 + at - time.time()))
             client = lab.popen(lab.client_ns, [PY, "-m", "lab.traffic", "client", "--scenario",
                                                str(scenario), "--out", str(out)],
@@ -308,9 +308,8 @@ def test_ai_answers_on_a_congested_link_come_later_as_the_client_saw(
             time.sleep(12)  # and not more than one each (a bulk flow taken for a chat)
             return _qoe_totals(worker)
 
-        seen: dict[str, float] = {}
-        seen = calm = chats(10, tmp_path / "calm.jsonl")  # read by about 70 s
-        busy = chats(90, tmp_path / "busy.jsonl")  # 15 s into the saturation
+        calm = chats(10, tmp_path / "calm.jsonl", {})  # read by about 70 s
+        busy = chats(90, tmp_path / "busy.jsonl", calm)  # 15 s into the saturation
         assert load.poll() is None  # the load ran all along
 
     def mean(totals: dict[str, float], base: dict[str, float], name: str) -> tuple[float, float]:
