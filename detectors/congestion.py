@@ -8,11 +8,13 @@ window). The state rises to ``critical`` once the smoothed utilisation has been 
 ``critical`` for ``critical_windows`` windows in a row, to ``warning`` likewise with ``warning``
 and ``warning_windows``; it falls back (to ``warning`` or ``ok``) only after ``clear_windows``
 windows under the level minus ``hysteresis``. So a burst shorter than the raise durations
-raises nothing, and a level hovering at a threshold does not flap. AI quality of experience
-is the second signal: when the link's AI time to first token is ``qoe_ratio`` times its own
-baseline or worse while the smoothed utilisation is at least ``qoe_utilisation``, the window
-counts as ``warning`` too (queues hurt agentic AI before the link looks full; the utilisation
-floor keeps a slow AI provider from being blamed on the link).
+raises nothing, and a level hovering at a threshold does not flap. The second input is a
+*degradation*: the worst of the link's latency and loss signals (AI time to first token, TCP
+handshake round trip, TCP retransmissions; streams/congestion.py) over its own warning level,
+so 1 means "a signal is at its warning level". At 1 or more while the smoothed utilisation is
+at least ``qoe_utilisation``, the window counts as ``warning`` too (queues hurt agentic AI
+before the link looks full; the utilisation floor keeps a slow AI provider, or loss on an idle
+link, from being called congestion).
 
 **Forecast.** A linear trend fitted (Theil-Sen: the median of the pairwise slopes) to the last
 ``trend_windows`` windows of utilisation, extended from the fitted line's end; with an
@@ -64,7 +66,6 @@ class CongestionRule:
     horizon: int = 360  # windows
     lead: int = 30  # windows
     predict_windows: int = 9
-    qoe_ratio: float = 2.0
     qoe_utilisation: float = 0.6
 
 
@@ -110,10 +111,10 @@ class CongestionTracker:
     def _threshold(self, state: int) -> float:
         return (0.0, self.rule.warning, self.rule.critical)[state]
 
-    def _step_state(self, u: float, qoe: float, changes: list[tuple[str, str, int]]) -> None:
+    def _step_state(self, u: float, bad: float, changes: list[tuple[str, str, int]]) -> None:
         r = self.rule
         target = CRITICAL if u >= r.critical else WARNING if u >= r.warning else OK
-        if target == OK and qoe >= r.qoe_ratio and u >= r.qoe_utilisation:
+        if target == OK and bad >= 1 and u >= r.qoe_utilisation:
             target = WARNING
         if target > self.state:
             self.run_up += 1
@@ -123,10 +124,10 @@ class CongestionTracker:
                 self._move(target, changes)
             return
         self.run_up = 0
-        degraded = qoe >= r.qoe_ratio and u >= r.qoe_utilisation - r.hysteresis
+        degraded = bad >= 1 and u >= r.qoe_utilisation - r.hysteresis
         level = self._threshold(self.state)
         if self.state == WARNING and degraded:
-            level = min(level, r.qoe_utilisation)  # held by the QoE signal
+            level = min(level, r.qoe_utilisation)  # held by the degradation
         if self.state > OK and u < level - r.hysteresis:
             self.run_down += 1
             if self.run_down >= r.clear_windows:
@@ -227,9 +228,9 @@ class CongestionTracker:
 
     # -- one window ----------------------------------------------------------------------------
 
-    def update(self, utilisation: float, t: float, qoe_ratio: float = math.nan) -> Update:
-        """One closed window: its utilisation, and the link's AI time to first token over its
-        baseline (NaN: not known in this window)."""
+    def update(self, utilisation: float, t: float, degradation: float = math.nan) -> Update:
+        """One closed window: its utilisation, and the worst latency or loss signal over its
+        warning level (1: at it; NaN: none known in this window)."""
         u = max(float(utilisation), 0.0)
         r = self.rule
         if math.isnan(self.smoothed):
@@ -237,7 +238,8 @@ class CongestionTracker:
         else:
             self.smoothed = r.smoothing * u + (1 - r.smoothing) * self.smoothed
         changes: list[tuple[str, str, int]] = []
-        self._step_state(self.smoothed, qoe_ratio if math.isfinite(qoe_ratio) else 0.0, changes)
+        bad = degradation if math.isfinite(degradation) else 0.0
+        self._step_state(self.smoothed, bad, changes)
         self._learn(u, t)
         eta = self.eta(t)
         self._step_prediction(eta, changes)

@@ -44,6 +44,8 @@ NUMERIC: dict[str, type[np.generic]] = {
     "fwd_out": np.uint8,  # 1: fwd bytes leave the link's observation point ("out"), rev enter
     "ts_append": np.float64,  # Kafka append time of the raw record (s), for latency
     "pkt_count": np.int32,  # packets summarised for this record (0 = no summary)
+    "retrans_fwd": np.int64,  # TCP packets retransmitted src -> dst (-1 = not counted)
+    "retrans_rev": np.int64,  # dst -> src
 }
 OBJECT = ("src_ip", "dst_ip", "exporter", "link", "server_name")
 # Flat packet arrays: not one entry per record but one per summarised packet.
@@ -58,6 +60,8 @@ _DEFAULTS: dict[str, Any] = {
     "sampling_rate": 1,
     "iface_in": -1,
     "iface_out": -1,
+    "retrans_fwd": -1,
+    "retrans_rev": -1,
     "exporter": "",
     "src_ip": "",
     "dst_ip": "",
@@ -88,6 +92,8 @@ class FlowBatch:
     fwd_out: Array
     ts_append: Array
     pkt_count: Array
+    retrans_fwd: Array
+    retrans_rev: Array
     src_ip: Array
     dst_ip: Array
     exporter: Array

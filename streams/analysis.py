@@ -204,6 +204,19 @@ class Analyzer:
         self.metrics.links.set(len(self.cap.admitted))
 
     # -- the work --------------------------------------------------------------------------
+    def _retransmissions(self, batch: FlowBatch, links: Array, out: Array) -> None:
+        """TCP retransmissions per link direction, of the records that count them."""
+        counted = np.flatnonzero(batch.retrans_fwd >= 0)
+        if counted.size == 0 or self.congestion is None:
+            return
+        o = out[counted]
+        fwd = (batch.retrans_fwd[counted], batch.packets_fwd[counted])
+        rev = (batch.retrans_rev[counted], batch.packets_rev[counted])
+        self.congestion.retransmissions(links[counted], batch.ts_end[counted], {
+            "in": (np.where(o, rev[0], fwd[0]), np.where(o, rev[1], fwd[1])),
+            "out": (np.where(o, fwd[0], rev[0]), np.where(o, fwd[1], rev[1])),
+        })  # fmt: skip
+
     def process(self, batch: FlowBatch, partition: int) -> None:
         n = len(batch)
         if n == 0:
@@ -215,8 +228,12 @@ class Analyzer:
             result = self.classification.run(batch, links)
             classes = result.label
             ttft = asked_ttft(result)
-            if self.congestion is not None:  # AI time to first token: congestion's QoE signal
-                self.congestion.qoe(links, batch.ts_end, ttft)
+            if self.congestion is not None:  # AI QoE: congestion's signals
+                asked = np.isfinite(ttft)
+                gap, stalls = (
+                    np.where(asked, result.qoe[k], np.nan) for k in ("token_gap_s", "stalls")
+                )
+                self.congestion.qoe(links, batch.ts_end, ttft, gap, stalls)
             if self.anomalies is not None:  # and a series of its own
                 self.anomalies.qoe(links, batch.ts_end, ttft)
         else:
@@ -224,6 +241,8 @@ class Analyzer:
         if self.congestion is not None and batch.pkt_count.any():  # queueing in the handshakes
             self.congestion.handshakes(links, batch.ts_end, handshake_rtt(batch))
         out = batch.fwd_out.astype(bool)
+        if self.congestion is not None:
+            self._retransmissions(batch, links, out)
         b_in = np.where(out, batch.bytes_rev, batch.bytes_fwd)
         b_out = np.where(out, batch.bytes_fwd, batch.bytes_rev)
         p_in = np.where(out, batch.packets_rev, batch.packets_fwd)

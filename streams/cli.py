@@ -187,6 +187,12 @@ def replay(
 @click.option("--idle-timeout", type=int, default=15, show_default=True, help="Seconds.")
 @click.option("--active-timeout", type=int, default=120, show_default=True, help="Seconds.")
 @click.option("--bpf", help="BPF filter, e.g. 'tcp or udp'.")
+@click.option(
+    "--retransmissions/--no-retransmissions",
+    default=True,
+    show_default=True,
+    help="Count TCP retransmissions per direction (a few microseconds per packet).",
+)
 @click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False))
 def probe(
     interface: str | None,
@@ -200,13 +206,14 @@ def probe(
     idle_timeout: int,
     active_timeout: int,
     bpf: str | None,
+    retransmissions: bool,
     config: Path | None,
 ) -> None:
     """Meter packets (--interface or --pcap) into native flow records on flows.raw.
 
-    Flows carry per-direction counters, the TLS/QUIC server name when visible and the sizes,
-    directions and gaps of their first packets. A capture file is read to its end; a live
-    interface until Ctrl-C or SIGTERM. Metering is nfstream's (docs/probe.md).
+    Flows carry per-direction counters and TCP retransmissions, the TLS/QUIC server name when
+    visible and the sizes, directions and gaps of their first packets. A capture file is read
+    to its end; a live interface until Ctrl-C or SIGTERM. Metering is nfstream's (docs/probe.md).
     """
     import asyncio
 
@@ -225,6 +232,7 @@ def probe(
         idle_timeout=idle_timeout,
         active_timeout=active_timeout,
         bpf_filter=bpf,
+        retransmissions=retransmissions,
     )
     import multiprocessing
     import signal

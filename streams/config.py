@@ -244,8 +244,17 @@ class CongestionConfig(_Section):
         gt=1,
         description="TCP handshake round trip over the link's baseline that counts as warning",
     )
+    retrans_warning_share: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="TCP packets retransmitted, per direction, that count as warning",
+    )
+    retrans_min_packets: int = Field(
+        200, ge=1, description="TCP packets with counts a direction needs for the share"
+    )
     qoe_min_utilisation: float = Field(
-        0.6, ge=0, le=2, description="... when the link is at least this busy"
+        0.6, ge=0, le=2, description="... (any of them) when the link is at least this busy"
     )
 
     @model_validator(mode="after")
@@ -265,8 +274,7 @@ class CongestionConfig(_Section):
             clear_windows=n(self.clear_seconds), trend_windows=max(3, n(self.trend_seconds)),
             gamma=self.season_weight, season_slots=self.season_slots,
             horizon=n(self.horizon_seconds), lead=n(self.lead_seconds),
-            predict_windows=n(self.predict_seconds), qoe_ratio=self.qoe_warning_ratio,
-            qoe_utilisation=self.qoe_min_utilisation,
+            predict_windows=n(self.predict_seconds), qoe_utilisation=self.qoe_min_utilisation,
         )  # fmt: skip
 
 

@@ -11,12 +11,13 @@ the state rule with hysteresis and minimum durations, and the saturation forecas
   warning level within the lead time, resolved when it no longer does or congestion came.
 
 Each event carries its evidence in ``context``: utilisation of the window and smoothed,
-bits/s, capacity, the AI classes' share of the direction's bytes, two latency signals against
-the link's own baseline (the AI flows' time to first token, and the TCP handshake round trip
-of flows whose packet summaries start with one: median of the last minute, resp. 20 s,
-baseline, ratio),
-and for predictions the ETA and the trend. Either latency signal at its warning ratio on a busy
-link counts as warning (docs/congestion.md).
+bits/s, capacity, the AI classes' share of the direction's bytes, three latency signals against
+the link's own baseline (the AI flows' time to first token and inter-token gap, and the TCP
+handshake round trip of flows whose packet summaries start with one: median of the last
+minute, resp. 20 s, baseline, ratio), the share of AI answers that stalled, the share of the
+direction's TCP packets that were retransmissions (records that count them: the probe's), and
+for predictions the ETA and the trend. Any latency signal at its warning ratio, or the
+retransmissions at their warning share, on a busy link counts as warning (docs/congestion.md).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 
 from detectors.classes import AI_INDEX
 from detectors.congestion import STATES, CongestionTracker, Update
-from detectors.flows import Array
+from detectors.flows import Array, factorize
 from detectors.windows import BYTES_IN, BYTES_OUT, ClosedWindow
 from streams.alerts import alert_event
 from streams.config import CongestionConfig
@@ -101,6 +102,37 @@ class LatencySignal:
 
 
 @dataclass
+class ShareSignal:
+    """Counts of the last ``horizon`` seconds per key, as a share: of what was counted (the
+    denominator), how much was bad (the numerator)."""
+
+    horizon: float = RTT_SECONDS
+    recent: dict[Any, collections.deque[tuple[float, float, float]]] = field(default_factory=dict)
+
+    def add(self, keys: list[Any], ends: Array, bad: Array, counted: Array) -> None:
+        for key, end, b, c in zip(keys, ends.tolist(), bad.tolist(), counted.tolist(), strict=True):
+            q = self.recent.get(key)
+            if q is None:
+                q = self.recent[key] = collections.deque(maxlen=QOE_KEEP)
+            q.append((end, b, c))
+
+    def share(self, key: Any, end: float) -> tuple[float, float]:
+        """(bad over counted, counted) of the ``horizon`` before ``end``; NaN when none."""
+        recent = self.recent.get(key)
+        while recent and recent[0][0] < end - self.horizon:
+            recent.popleft()
+        bad = counted = 0.0
+        for e, b, c in recent or ():
+            if e <= end:
+                bad, counted = bad + b, counted + c
+        return (bad / counted if counted > 0 else math.nan), counted
+
+    def forget(self, match: Callable[[Any], bool]) -> None:
+        for key in [k for k in self.recent if match(k)]:
+            del self.recent[key]
+
+
+@dataclass
 class LinkCongestion:
     cfg: CongestionConfig
     metrics: CongestionMetrics
@@ -112,27 +144,52 @@ class LinkCongestion:
     rtt: LatencySignal = field(  # TCP handshake round trip; probes measure it in whole ms
         default_factory=lambda: LatencySignal(horizon=RTT_SECONDS, floor=0.001)
     )
+    gap: LatencySignal = field(default_factory=LatencySignal)  # AI inter-token gap
+    stalled: ShareSignal = field(  # per link: AI answers with a stall, of those streamed
+        default_factory=lambda: ShareSignal(horizon=QOE_SECONDS)
+    )
+    retrans: ShareSignal = field(default_factory=ShareSignal)  # per (link, direction)
 
     # -- the latency signals -------------------------------------------------------------------
 
-    def qoe(self, links: Array, ends: Array, ttft: Array) -> None:
-        """AI flows' time to first token (NaN: none) as the classifier estimated it."""
+    def qoe(
+        self, links: Array, ends: Array, ttft: Array, gap: Array | None = None,
+        stalls: Array | None = None,
+    ) -> None:  # fmt: skip
+        """AI flows' time to first token, median inter-token gap and stalls (NaN: none) as the
+        classifier estimated them."""
         self.ttft.add(links, ends, ttft)
+        if gap is not None:
+            self.gap.add(links, ends, gap)
+        if stalls is not None:
+            ok = np.isfinite(stalls)
+            self.stalled.add(
+                links[ok].tolist(), ends[ok], (stalls[ok] > 0).astype(float), np.ones(ok.sum())
+            )
+
+    def retransmissions(
+        self, links: Array, ends: Array, counts: dict[str, tuple[Array, Array]]
+    ) -> None:
+        """TCP retransmissions per direction: ``{"in": (retransmitted, packets), "out": ...}``
+        of records that count them. Summed per link (at the batch's latest end) before they
+        are kept: a probe's batch is a few seconds of one link's flows."""
+        codes, index = factorize(links.tolist())
+        last = np.full(len(index), -np.inf)
+        np.maximum.at(last, codes, ends)
+        for direction, (bad, packets) in counts.items():
+            keys = [(link, direction) for link in index]
+            sums = (np.bincount(codes, bad, len(index)), np.bincount(codes, packets, len(index)))
+            self.retrans.add(keys, last, *sums)
 
     def handshakes(self, links: Array, ends: Array, rtt: Array) -> None:
         """Flows' TCP handshake round trip (NaN: none; detectors.behaviour.handshake_rtt)."""
         self.rtt.add(links, ends, rtt)
 
-    def _degradation(self, qoe: float, rtt: float) -> float:
-        """The worse latency signal, in units of the TTFT warning ratio (what the tracker
-        compares): a handshake ratio at ``rtt_warning_ratio`` counts as a TTFT ratio at
-        ``qoe_warning_ratio``."""
-        cfg = self.cfg
-        worst = max(
-            qoe / cfg.qoe_warning_ratio if math.isfinite(qoe) else 0.0,
-            rtt / cfg.rtt_warning_ratio if math.isfinite(rtt) else 0.0,
-        )
-        return worst * cfg.qoe_warning_ratio if worst > 0 else math.nan
+    @staticmethod
+    def _degradation(*signals: tuple[float, float]) -> float:
+        """The worst of (value, warning level) pairs as value over level (what the tracker
+        compares with 1); NaN when none is known."""
+        return max((v / level for v, level in signals if math.isfinite(v)), default=math.nan)
 
     def observe(self, c: ClosedWindow, capacity: float | None) -> None:
         if capacity is None or capacity <= 0:
@@ -144,9 +201,13 @@ class LinkCongestion:
             or (tr.state == 0 and tr.smoothed < tr.rule.qoe_utilisation)
             for d in ("in", "out")
         )
+        cfg = self.cfg
         ttft, base, ratio = self.ttft.ratio(c.link, end, calm)
+        gap, gap_base, gap_ratio = self.gap.ratio(c.link, end, calm)
         rtt, rtt_base, rtt_ratio = self.rtt.ratio(c.link, end, calm)
-        degradation = self._degradation(ratio, rtt_ratio)
+        stalled, _ = self.stalled.share(c.link, end)
+        latency = ((ratio, cfg.qoe_warning_ratio), (gap_ratio, cfg.qoe_warning_ratio),
+                   (rtt_ratio, cfg.rtt_warning_ratio))  # fmt: skip
         for direction, col in (("in", BYTES_IN), ("out", BYTES_OUT)):
             key = (c.link, direction)
             tr = self.trackers.get(key)
@@ -155,6 +216,10 @@ class LinkCongestion:
             total = float(c.values[:, col].sum())
             bps = total * 8 / self.window
             u = bps / capacity
+            resent, counted = self.retrans.share(key, end)
+            if counted < cfg.retrans_min_packets:
+                resent = math.nan  # too few packets for a share
+            degradation = self._degradation(*latency, (resent, cfg.retrans_warning_share))
             upd = tr.update(u, end, degradation)
             m = self.metrics
             m.utilisation.labels(c.link, direction).set(upd.smoothed)
@@ -175,6 +240,9 @@ class LinkCongestion:
                     "tcp_handshake_rtt_median_s": _num(rtt),
                     "tcp_handshake_rtt_baseline_s": _num(rtt_base),
                     "tcp_handshake_rtt_ratio": _num(rtt_ratio),
+                    "ai_token_gap_median_s": _num(gap), "ai_token_gap_baseline_s": _num(gap_base),
+                    "ai_token_gap_ratio": _num(gap_ratio), "ai_stalled_share": _num(stalled),
+                    "tcp_retransmitted_share": _num(resent), "tcp_packets_counted": counted,
                 }  # fmt: skip
                 for kind, status, state in upd.changes:
                     self._event(c.link, direction, kind, status, state, upd, tr, evidence, start)
@@ -229,9 +297,7 @@ class LinkCongestion:
             return None
         since = {k[1:]: v for k, v in self.since.items() if k[0] == link}
         baselines = {
-            name: sig.baseline[link]
-            for name, sig in (("ttft", self.ttft), ("rtt", self.rtt))
-            if link in sig.baseline
+            name: sig.baseline[link] for name, sig in self._latencies() if link in sig.baseline
         }
         state = (STATE_FORMAT, trackers, since, baselines)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -250,7 +316,7 @@ class LinkCongestion:
             self.metrics.state.labels(link, direction).set(tr.state)
         for (direction, name), start in since.items():
             self.since[(link, direction, name)] = start
-        for name, sig in (("ttft", self.ttft), ("rtt", self.rtt)):
+        for name, sig in self._latencies():
             if name in baselines:
                 sig.baseline[link] = float(baselines[name])
 
@@ -260,8 +326,13 @@ class LinkCongestion:
             self.metrics.forget(link, direction)
         for key in [k for k in self.since if k[0] == link]:
             del self.since[key]
-        self.ttft.forget(link)
-        self.rtt.forget(link)
+        for _, sig in self._latencies():
+            sig.forget(link)
+        self.stalled.forget(lambda k: k == link)
+        self.retrans.forget(lambda k: k[0] == link)
+
+    def _latencies(self) -> tuple[tuple[str, LatencySignal], ...]:
+        return (("ttft", self.ttft), ("rtt", self.rtt), ("gap", self.gap))
 
 
 def _num(x: float) -> float | None:

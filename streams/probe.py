@@ -38,6 +38,7 @@ class ProbeOptions:
     idle_timeout: int = 15  # seconds without packets before a flow is exported
     active_timeout: int = 120  # a longer flow is exported in pieces of this length
     bpf_filter: str | None = None
+    retransmissions: bool = True  # count TCP retransmissions (costs Python per packet)
 
 
 class Initiators:
@@ -70,10 +71,83 @@ class Initiators:
 
 def _swap(rec: dict[str, Any]) -> None:
     for x, y in (("src_ip", "dst_ip"), ("src_port", "dst_port"), ("bytes_fwd", "bytes_rev"),
-                 ("packets_fwd", "packets_rev")):  # fmt: skip
+                 ("packets_fwd", "packets_rev"), ("retrans_fwd", "retrans_rev")):  # fmt: skip
+        if x not in rec:
+            continue
         rec[x], rec[y] = rec[y], rec[x]
     if "pkts" in rec:
         rec["pkts"]["dir"] = [1 - d for d in rec["pkts"]["dir"]]
+
+
+class Retransmissions:
+    """TCP retransmissions per flow direction, from the sequence numbers of every packet.
+
+    A segment that starts before the highest sequence number the direction has sent (its
+    ``next``) carries data sent before: a retransmission, whether the first copy was lost
+    before or after the meter (the meter saw the first copy, or the gap it left). A SYN or a
+    FIN counts for one sequence number, so a repeated SYN or FIN counts too; a keep-alive (one
+    byte at ``next - 1``) does not. Reordering before the meter counts as well: a meter cannot
+    tell it from a fast retransmission without timing, and it is rare on one path. Counts are
+    packets per direction, ``[fwd, rev]``; direction 0 is the flow's first packet's."""
+
+    __slots__ = ("count", "next")
+
+    def __init__(self) -> None:
+        self.next = [-1, -1]  # per direction: the sequence number after its highest segment
+        self.count = [0, 0]
+
+    def segment(self, direction: int, seq: int, length: int, keepalive_ok: bool) -> None:
+        """One TCP segment: its sequence number and the sequence numbers it occupies (payload,
+        plus one for SYN and for FIN); ``keepalive_ok``: a one-number segment may be a
+        keep-alive (no SYN or FIN)."""
+        if length <= 0:
+            return
+        end = (seq + length) & 0xFFFFFFFF
+        nxt = self.next[direction]
+        behind = (nxt - seq) & 0xFFFFFFFF
+        if nxt < 0 or behind == 0 or behind >= 1 << 31:  # new data (or a gap: loss upstream)
+            self.next[direction] = end
+            return
+        if not (keepalive_ok and length == 1 and behind == 1):
+            self.count[direction] += 1
+        if 0 < (end - nxt) & 0xFFFFFFFF < 1 << 31:  # old data with new after it
+            self.next[direction] = end
+
+
+def _tcp_segment(packet: Any) -> tuple[int, int, bool] | None:
+    """(sequence number, sequence numbers occupied, may be a keep-alive) of an nfstream packet
+    if it is TCP, else None."""
+    if packet.protocol != 6:
+        return None
+    ip = packet.ip_packet
+    if packet.ip_version == 4:
+        off = (ip[0] & 15) * 4
+    elif len(ip) > 6 and ip[6] == 6:  # IPv6 without extension headers
+        off = 40
+    else:
+        return None
+    if len(ip) < off + 8:
+        return None
+    flags = int(packet.syn) + int(packet.fin)
+    seq = int.from_bytes(ip[off + 4 : off + 8], "big")
+    return seq, packet.payload_size + flags, flags == 0
+
+
+def retransmission_plugin() -> Any:
+    """An nfstream plugin keeping a :class:`Retransmissions` per flow in ``udps.retrans``."""
+    from nfstream import NFPlugin
+
+    class TcpRetransmissions(NFPlugin):  # type: ignore[misc]
+        def on_init(self, packet: Any, flow: Any) -> None:
+            flow.udps.retrans = Retransmissions()
+            self.on_update(packet, flow)
+
+        def on_update(self, packet: Any, flow: Any) -> None:
+            seg = _tcp_segment(packet)
+            if seg is not None:
+                flow.udps.retrans.segment(packet.direction, *seg)
+
+    return TcpRetransmissions()
 
 
 def to_record(
@@ -111,6 +185,9 @@ def to_record(
                 "dir": list(dirs[:n]),
                 "iat_us": [max(0, int(g * 1000)) for g in gaps[:n]],
             }
+    retrans = getattr(getattr(flow, "udps", None), "retrans", None)
+    if retrans is not None and flow.protocol == 6:
+        rec["retrans_fwd"], rec["retrans_rev"] = retrans.count
     if initiators is not None:
         initiators.orient(rec, int(getattr(flow, "expiration_id", 0)))
     return rec
@@ -135,6 +212,7 @@ def meter(opts: ProbeOptions) -> Iterator[Any]:
             n_dissections=20,
             statistical_analysis=False,
             n_meters=1,
+            udps=retransmission_plugin() if opts.retransmissions else None,
         )
     except (ValueError, OSError) as exc:
         raise InferwatchError(f"cannot meter {opts.source!r}: {exc}") from exc

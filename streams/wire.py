@@ -20,6 +20,9 @@ import numpy as np
 from detectors.flows import NUMERIC, OBJECT, PACKETS, FlowBatch
 
 WIRE_VERSION = 1
+# Columns added to version 1 after its first release: a micro-batch of an older ingest stage
+# lacks them (a rolling upgrade) and they take their defaults.
+LATER = frozenset({"retrans_fwd", "retrans_rev"})
 
 
 class _Wire(msgspec.Struct, array_like=True):
@@ -70,6 +73,8 @@ def decode_batch(data: bytes) -> FlowBatch:
     cols: dict[str, Any] = {}
     for name, t in (NUMERIC | PACKETS).items():
         raw = wire.num.get(name)
+        if raw is None and name in LATER:  # from a worker older than the column: its default
+            continue
         if raw is None:
             raise WireError(f"micro-batch lacks column {name}")
         cols[name] = np.frombuffer(raw, dtype=np.dtype(t).newbyteorder("<")).astype(t, copy=False)

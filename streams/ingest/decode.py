@@ -380,6 +380,11 @@ def _build_goflow2(recs: list[Goflow2Record], ts: np.ndarray) -> tuple[FlowBatch
     return batch, bad_proto
 
 
+def _counted(values: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Counters that may be absent (-1), multiplied by the sampling rate where present."""
+    return np.where(values >= 0, values * rate, -1)
+
+
 def _build_native(recs: list[NativeRecord], ts: np.ndarray) -> tuple[FlowBatch, np.ndarray]:
     n = len(recs)
     rate = _num(recs, "sampling_rate", np.int64)
@@ -415,6 +420,8 @@ def _build_native(recs: list[NativeRecord], ts: np.ndarray) -> tuple[FlowBatch, 
         link=_obj(recs, "link"),
         tcp_flags=_num(recs, "tcp_flags", np.int32),
         server_name=_obj(recs, "server_name"),
+        retrans_fwd=_counted(_num(recs, "retrans_fwd", np.int64), rate),
+        retrans_rev=_counted(_num(recs, "retrans_rev", np.int64), rate),
         packets=packets,
     )
     return batch, bad

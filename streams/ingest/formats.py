@@ -101,6 +101,8 @@ class NativeRecord(Struct, gc=False):
     tcp_flags: Flags = 0
     server_name: Name | None = None
     pkts: PacketSummary | None = None
+    retrans_fwd: Counter = -1  # -1: not counted (defaults are not range-checked)
+    retrans_rev: Counter = -1
 
 
 DECODERS: dict[str, msgspec.json.Decoder[Any]] = {

@@ -172,11 +172,15 @@ def test_saturated_lab_link_goes_critical_then_resolves(
     # new connections wait in the queue: their handshakes take longer than the calm ones (the
     # calm round trip is under the probe's 1-ms resolution: the baseline's floor)
     assert fire["context"]["tcp_handshake_rtt_ratio"] >= 2, fire["context"]
+    # and the full queue drops packets: the probe counts their retransmissions (15-17 %)
+    assert fire["context"]["tcp_retransmitted_share"] >= 0.02, fire["context"]
     assert done["ends_at"] - (run.t0 + 120) <= 60, done
     print(f"critical {onset:.0f} s after the onset, resolved "
           f"{done['ends_at'] - (run.t0 + 120):.0f} s after the drop; handshakes "
           f"{fire['context']['tcp_handshake_rtt_median_s']} s against "
-          f"{fire['context']['tcp_handshake_rtt_baseline_s']} s")  # fmt: skip
+          f"{fire['context']['tcp_handshake_rtt_baseline_s']} s; retransmitted "
+          f"{fire['context']['tcp_retransmitted_share']} of "
+          f"{fire['context']['tcp_packets_counted']} packets")  # fmt: skip
     assert run.worker.total("inferwatch_link_congestion_state", link=LINK, direction="in") == 0
 
 

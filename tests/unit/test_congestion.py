@@ -101,14 +101,14 @@ def test_daily_seasonality_forecasts_tomorrows_peak() -> None:
     assert out[trough].eta_windows is None
 
 
-def test_ai_qoe_degradation_on_a_busy_link_counts_as_warning() -> None:
+def test_a_degraded_signal_on_a_busy_link_counts_as_warning() -> None:
     tr = CongestionTracker(CongestionRule(), W)
     t0 = 1_700_000_000.0
-    states = [tr.update(0.65, t0 + k * W, qoe_ratio=1.0).state for k in range(10)]
+    states = [tr.update(0.65, t0 + k * W, degradation=0.5).state for k in range(10)]
     assert set(states) == {OK}  # busy, AI served as usual
-    states = [tr.update(0.65, t0 + (10 + k) * W, qoe_ratio=2.5).state for k in range(5)]
+    states = [tr.update(0.65, t0 + (10 + k) * W, degradation=1.25).state for k in range(5)]
     assert states[:2] == [OK, OK] and states[2] == WARNING  # after warning_windows
-    states = [tr.update(0.65, t0 + (15 + k) * W, qoe_ratio=1.1).state for k in range(5)]
+    states = [tr.update(0.65, t0 + (15 + k) * W, degradation=0.55).state for k in range(5)]
     assert states[-1] == OK  # QoE back: cleared after clear_windows
     quiet = CongestionTracker(CongestionRule(), W)
-    assert {quiet.update(0.3, t0 + k * W, qoe_ratio=5.0).state for k in range(10)} == {OK}
+    assert {quiet.update(0.3, t0 + k * W, degradation=2.5).state for k in range(10)} == {OK}

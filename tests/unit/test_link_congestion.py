@@ -102,29 +102,35 @@ def test_durations_in_seconds_become_windows() -> None:
 
 def latency_run(signal: str, calm: float, busy: float) -> list[dict]:
     """40 windows of a link at 40 %, the last ten at 65 %, with four flows a window whose
-    ``signal`` (ttft: AI time to first token, rtt: TCP handshake) is ``calm``, then ``busy``
-    seconds; the events it raises."""
+    ``signal`` (ttft: AI time to first token, gap: AI inter-token gap, rtt: TCP handshake) is
+    ``calm``, then ``busy`` seconds; the events it raises."""
     events: list[dict] = []
     lc = LinkCongestion(
         CongestionConfig(), CongestionMetrics(CollectorRegistry()), W, events.append
     )
-    feed = lc.qoe if signal == "ttft" else lc.handshakes
     links = np.array([LINK] * 4, dtype=object)
     for k in range(40):
-        end = 1_700_000_000.0 + (k + 1) * W
+        end = np.full(4, 1_700_000_000.0 + (k + 1) * W - 1)
         hot = k >= 30
-        feed(links, np.full(4, end - 1), np.full(4, busy if hot else calm))
+        value = np.full(4, busy if hot else calm)
+        if signal == "ttft":
+            lc.qoe(links, end, value)
+        elif signal == "gap":  # the first token as ever, the next ones slower
+            lc.qoe(links, end, np.full(4, 0.3), value, np.zeros(4))
+        else:
+            lc.handshakes(links, end, value)
         lc.observe(window(k, 0.65 if hot else 0.4), CAP)
     return events
 
 
 @pytest.mark.parametrize(
     ("signal", "calm", "busy"),
-    [("ttft", 0.5, 1.6), ("rtt", 0.03, 0.12)],  # queues triple the wait, quadruple handshakes
+    [("ttft", 0.5, 1.6), ("gap", 0.03, 0.08), ("rtt", 0.03, 0.12)],
 )
 def test_latency_against_the_links_baseline_is_evidence_and_signal(signal, calm, busy) -> None:
-    """AI time to first token 3x (warning ratio 2), or TCP handshakes 4x (warning ratio 3), on
-    a link at 65 %: warning, though utilisation alone stays under its warning level."""
+    """AI time to first token 3x or tokens 2.7x as far apart (warning ratio 2), or TCP
+    handshakes 4x (warning ratio 3), on a link at 65 %: warning, though utilisation alone stays
+    under its warning level."""
     events = latency_run(signal, calm, busy)
     warning = [e for e in events if e["status"] == "firing"]
     assert [e["labels"]["severity"] for e in warning] == ["warning"]
@@ -133,6 +139,10 @@ def test_latency_against_the_links_baseline_is_evidence_and_signal(signal, calm,
     if signal == "ttft":
         assert ctx["ai_ttft_baseline_s"] == pytest.approx(0.5, rel=0.05)
         assert ctx["ai_ttft_ratio"] >= 2 and ctx["tcp_handshake_rtt_ratio"] is None
+    elif signal == "gap":
+        assert ctx["ai_token_gap_baseline_s"] == pytest.approx(0.03, rel=0.05)
+        assert ctx["ai_token_gap_ratio"] >= 2 and ctx["ai_ttft_ratio"] == pytest.approx(1)
+        assert ctx["ai_stalled_share"] == 0
     else:
         assert ctx["tcp_handshake_rtt_baseline_s"] == pytest.approx(0.03, rel=0.1)
         assert ctx["tcp_handshake_rtt_ratio"] >= 3 and ctx["ai_ttft_ratio"] is None
@@ -159,3 +169,37 @@ def test_both_latency_baselines_survive_dump_and_restore() -> None:
     assert back.rtt.baseline[LINK] == pytest.approx(0.03)
     back.forget(LINK)
     assert LINK not in back.rtt.baseline and LINK not in back.ttft.baseline
+
+
+def retrans_run(busy_util: float, lost: float, packets: int) -> list[dict]:
+    """40 windows, the last ten at ``busy_util``; each window ``packets`` TCP packets enter the
+    link with 0.2 % retransmitted, ``lost`` in the last ten; none leave it retransmitted."""
+    events: list[dict] = []
+    lc = LinkCongestion(
+        CongestionConfig(), CongestionMetrics(CollectorRegistry()), W, events.append
+    )
+    links = np.array([LINK], dtype=object)
+    for k in range(40):
+        hot = k >= 30
+        share = lost if hot else 0.002
+        end = np.array([1_700_000_000.0 + (k + 1) * W - 1])
+        lc.retransmissions(links, end, {"in": (np.array([share * packets]), np.array([packets])),
+                                        "out": (np.zeros(1), np.array([packets]))})  # fmt: skip
+        lc.observe(window(k, busy_util if hot else 0.4), CAP)
+    return events
+
+
+def test_retransmissions_on_a_busy_link_count_as_warning_in_their_direction() -> None:
+    events = retrans_run(0.65, 0.04, 1000)  # 4 % resent (warning share 2 %)
+    fired = [e for e in events if e["status"] == "firing"]
+    assert [(e["labels"]["severity"], e["labels"]["direction"]) for e in fired] == [
+        ("warning", "in")]  # fmt: skip
+    ctx = fired[0]["context"]
+    assert ctx["tcp_retransmitted_share"] == pytest.approx(0.04, rel=0.3)  # a 20-s horizon
+    assert ctx["tcp_packets_counted"] == 2000 and ctx["smoothed_utilisation"] < 0.75
+
+
+def test_retransmissions_on_a_quiet_link_or_too_few_packets_raise_nothing() -> None:
+    assert retrans_run(0.3, 0.04, 1000) == []  # loss, but not congestion: the link is idle
+    assert retrans_run(0.65, 0.04, 50) == []  # 100 packets in 20 s: no share worth a warning
+    assert retrans_run(0.65, 0.015, 1000) == []  # under the warning share
