@@ -131,11 +131,12 @@ def start_load(lab, procs: list[Any], profile: str, seconds: float, connections:
 
 def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str,
              seconds: float, wait_for: str, env: dict[str, str] | None = None,
-             alerts: str = "InferwatchLinkCongestion", pings: bool = False) -> LoadRun:  # fmt: skip
+             alerts: str = "InferwatchLinkCongestion", pings: bool = False,
+             connections: int = 4) -> LoadRun:  # fmt: skip
     """Play ``profile`` (% of capacity) through a fresh lab link metered by the probe; return the
     worker's congestion events once one with status ``wait_for`` is there (or 60 s after)."""
     with metered_lab(broker, names, start_worker, make_lab, tmp_path, env) as (lab, worker, procs):
-        t0, client = start_load(lab, procs, profile, seconds, pings=pings)
+        t0, client = start_load(lab, procs, profile, seconds, connections, pings)
         assert client.wait(seconds + 60) == 0
         deadline = time.monotonic() + 60
         events: list[dict[str, Any]] = []
@@ -159,9 +160,10 @@ def run_load(broker, names, start_worker, make_lab, tmp_path: Path, profile: str
 def test_saturated_lab_link_goes_critical_then_resolves(
     broker, names, start_worker, make_lab, tmp_path: Path
 ):
-    # offered: 40 %, 150 % (saturated), 30 %
+    # offered: 40 %, 150 % (saturated), 30 %; eight connections, so that one stalled in loss
+    # recovery (its socket buffer is small) leaves the others to fill the link
     run = run_load(broker, names, start_worker, make_lab, tmp_path, "60:40,60:150,70:30", 190,
-                   wait_for="resolved", pings=True)  # fmt: skip
+                   wait_for="resolved", pings=True, connections=8)  # fmt: skip
     events = [e for e in run.events if e["labels"]["alertname"] == "InferwatchLinkCongestion"]
     seq = [(e["status"], e["labels"]["severity"], e["labels"]["direction"]) for e in events]
     assert seq == [("firing", "critical", "in"), ("resolved", "critical", "in")], seq
