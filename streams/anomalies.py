@@ -11,7 +11,10 @@ Events (``InferwatchLinkAnomaly`` on alerts.v1, with the observed value, an expe
 the score and the window as context) follow a small state machine per (link, series):
 
 * **firing** when the detector reports an onset (score >= ``threshold``) and the level stays
-  at or above ``threshold`` for ``min_windows`` windows in all;
+  at or above ``threshold`` for ``min_windows`` windows in all; on a series of counts
+  (``flows``, ``packets``) the window's count must also be outside counting noise: at least
+  ``3 sqrt(m) + 1`` away from the ``m`` expected (a link carrying a handful of flows a window
+  goes from 2 to 5 as a busy one never does; its pattern is novel, its change is nothing);
 * it is not repeated while it lasts (and the detector reports no new onset for ``hold`` points);
 * **resolved** once the level has stayed under ``resolve_level`` for ``resolve_windows`` windows
   (hysteresis: a level hovering around the threshold does not flap).
@@ -39,6 +42,7 @@ from streams.congestion import LatencySignal
 from streams.metrics import AnomalyMetrics
 
 ALERTNAME = "InferwatchLinkAnomaly"
+COUNTS = frozenset({"flows", "packets"})  # series of counts (per second) of discrete things
 BAND_ALPHA = 1.0 / 30.0
 STATE_FORMAT = 4  # (format, {series: state})
 
@@ -125,6 +129,8 @@ class LinkAnomalies:
     ) -> None:  # fmt: skip
         cfg = self.cfg
         if tr.since is None:
+            if name in COUNTS and not _beyond_counting_noise(x, band[0], self.window):
+                score = level = 0.0  # the pattern is novel, the change is within noise
             if score >= cfg.threshold or (tr.above and level >= cfg.threshold):
                 tr.above += 1
                 tr.peak = max(tr.peak, level)
@@ -219,3 +225,12 @@ class LinkAnomalies:
             det, mean, var, above, below, since, peak = state[name]
             tracks[name] = Track(NoveltyDetector.loads(det), mean, var, above, below, since, peak)
         self._set(link, tracks)
+
+
+def _beyond_counting_noise(rate: float, expected: float, window: float) -> bool:
+    """Is a count of ``rate x window`` further from the ``expected x window`` than counting
+    noise (Poisson: 3 standard deviations, plus one for tiny expectations)?"""
+    if math.isnan(expected):
+        return True
+    m = max(expected, 0.0) * window
+    return abs(rate * window - m) >= 3.0 * math.sqrt(m) + 1.0

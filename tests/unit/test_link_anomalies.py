@@ -133,3 +133,28 @@ def test_ai_time_to_first_token_p95_is_a_series_where_there_are_ai_flows() -> No
         "inferwatch_link_anomaly_score", {"link": link, "series": "ai_ttft_p95"}
     )
     assert score is not None  # exported like the others
+
+
+def _flows_run(counts: list[int]) -> list[dict[str, object]]:
+    la, events, _ = _anomalies(series=["flows"])
+    for k, n in enumerate(counts):
+        v = np.zeros((len(CLASSES), len(FIELDS)))
+        v[INDEX["other"], FLOWS] = n
+        la.observe(ClosedWindow("lab", 1_700_000_000.0 + k * W, v))
+    return events
+
+
+def test_a_small_count_series_fires_on_a_surge_not_on_counting_noise(monkeypatch) -> None:
+    """A link with a handful of flows a window (a few long connections cut by an active
+    timeout): after a calm stretch its count goes from 1 to 7, which a pattern detector
+    finds novel but is counting noise; a surge to 40 is not."""
+    rng = np.random.default_rng(3)
+    calm = [int(x) for x in rng.choice([2, 3, 3, 4], 260)]
+    noisy = calm[:200] + [1, 7, 1, 7, 2, 6] + calm[200:]
+    surge = noisy + [40] * 5 + calm[:20]
+    monkeypatch.setattr("streams.anomalies.COUNTS", frozenset())
+    assert _flows_run(noisy), "without the noise floor the jumps fire: the test means nothing"
+    monkeypatch.undo()
+    assert _flows_run(noisy) == []
+    fired = [e for e in _flows_run(surge) if e["status"] == "firing"]
+    assert len(fired) == 1 and fired[0]["context"]["observed"] == 4.0  # type: ignore[index]
