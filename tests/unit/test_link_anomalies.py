@@ -150,7 +150,7 @@ def test_a_small_count_series_fires_on_a_surge_not_on_counting_noise(monkeypatch
     finds novel but is counting noise; a surge to 40 is not."""
     rng = np.random.default_rng(3)
     calm = [int(x) for x in rng.choice([2, 3, 3, 4], 260)]
-    noisy = calm[:200] + [1, 7, 1, 7, 2, 6] + calm[200:]
+    noisy = [*calm[:200], 1, 7, 1, 7, 2, 6, *calm[200:]]
     surge = noisy + [40] * 5 + calm[:20]
     monkeypatch.setattr("streams.anomalies.COUNTS", frozenset())
     assert _flows_run(noisy), "without the noise floor the jumps fire: the test means nothing"
