@@ -12,7 +12,8 @@ as much as the chat client's own clock.
 With LONG_LAB=1 (about an hour, not in CI): ten minutes at 30 to 60 % with bursts
 raise nothing; a linear ramp from 30 % to 100 % over 15 minutes is predicted at least 2 minutes
 before the warning; link anomalies (2-s windows so the detectors' warm-up takes 7 minutes, not
-35): ten quiet minutes, then a traffic surge and a link failure, each raised within 60 s."""
+35): ten quiet minutes, then a traffic surge, an AI-traffic surge, a link failure and a slow
+drift, each raised within 60 s."""
 
 from __future__ import annotations
 
@@ -225,30 +226,74 @@ def test_a_fifteen_minute_ramp_is_predicted_two_minutes_ahead(
 
 
 @LONG
-def test_lab_anomalies_quiet_then_surge_and_failure(
-    broker, names, start_worker, make_lab, tmp_path
-):
-    # 2-s windows: warm-up (150 + 20 + 50 windows) ends at 440 s; judged quiet 440-1020 s;
-    # a surge to 90 % at 1020 s for a minute; normal again; the link carries nothing from
-    # 1320 s for a minute (a failure upstream); normal again to 1500 s
+def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_lab, tmp_path):
+    """Link anomalies on real packets, 2-s windows (the detectors' warm-up, 150 + 20 + 50
+    windows, ends at 440 s): the bursty normal load with a trickle of streaming chats every
+    minute, judged quiet from 440 to 1,020 s; then a traffic surge to 90 % for a minute, an
+    AI-traffic surge (80 chat and agentic sessions in 36 s) at 1,200 s, a link failure (no
+    traffic at all) at 1,320 s for a minute, and from 1,500 s a slow drift of the load from
+    40 % to 85 % over five minutes. Each incident must be raised within 60 s of its onset."""
+    here = Path(__file__).parents[2] / "lab" / "scenarios"
     normal = _bursty(17)  # 1020 s
-    profile = f"{normal},60:90,{_bursty(4)},60:0,{_bursty(2)}"  # ends at 1500 s
-    run = run_load(broker, names, start_worker, make_lab, tmp_path, profile, 1500,
-                   wait_for="firing", alerts="InferwatchLinkAnomaly", env={
-                       "INFERWATCH_ANALYSIS__WINDOW_SECONDS": "2",
-                       "INFERWATCH_ANALYSIS__GRACE_SECONDS": "3",
-                       "INFERWATCH_ANALYSIS__MAX_IDLE_WINDOWS": "2000",
-                       "INFERWATCH_ANOMALY__ENABLED": "true",
-                       "INFERWATCH_CONGESTION__ENABLED": "false",
-                   })  # fmt: skip
-    fired = [(e["context"]["window_start"] - run.t0, e["labels"]["series"])
-             for e in run.events if e["status"] == "firing"]  # fmt: skip
+    profile = f"{normal},60:90,{_bursty(4)},60:0,{_bursty(2)},300:40-85"  # ends at 1800 s
+    env = {
+        "INFERWATCH_ANALYSIS__WINDOW_SECONDS": "2",
+        "INFERWATCH_ANALYSIS__GRACE_SECONDS": "3",
+        "INFERWATCH_ANALYSIS__MAX_IDLE_WINDOWS": "2000",
+        "INFERWATCH_ANOMALY__ENABLED": "true",
+        "INFERWATCH_CONGESTION__ENABLED": "false",
+        "INFERWATCH_CLASSIFY__ENABLED": "true",
+    }
+    with metered_lab(broker, names, start_worker, make_lab, tmp_path, env) as (
+        lab,
+        worker,
+        procs,
+    ):
+        server = lab.popen(lab.server_ns, [PY, "-m", "lab.traffic", "server", "--dir",
+                                           str(tmp_path), "--scenario",
+                                           str(here / "ai-surge.yaml")],
+                           stdout=(tmp_path / "server.log").open("wb"),
+                           stderr=subprocess.STDOUT)  # fmt: skip
+        procs.append(server)
+        _wait_file(tmp_path / "server.ready", server, 30)
+        t0, load = start_load(lab, procs, profile, 1800)
+        # the trickle every minute but during the failure; the AI surge at 1,200 s
+        plays = [(at, "ai-trickle") for at in range(5, 1800, 60) if not 1310 <= at < 1385]
+        plays = sorted([*plays, (1200, "ai-surge")])
+        clients = []
+        for k, (at, scenario) in enumerate(plays):
+            time.sleep(max(0.0, t0 + at - time.time()))
+            clients.append(lab.popen(lab.client_ns, [
+                PY, "-m", "lab.traffic", "client", "--scenario", str(here / f"{scenario}.yaml"),
+                "--out", str(tmp_path / f"chats-{k}.jsonl")],
+                stdout=(tmp_path / "client.log").open("ab"), stderr=subprocess.STDOUT))  # fmt: skip
+            procs.append(clients[-1])
+        assert load.wait(max(60.0, t0 + 1860 - time.time())) == 0
+        time.sleep(20)  # the last windows close
+        events = [orjson.loads(m.value)
+                  for m in asyncio.run(read_all(broker, names.alerts, 10_000, wait=3))]  # fmt: skip
+        answers = worker.total("inferwatch_ai_time_to_first_token_seconds_count", link=LINK)
+        failed_clients = [c.returncode for c in clients if c.poll()]
+    fired = [(e["context"]["window_start"] - t0, e["labels"]["series"]) for e in events
+             if e["labels"]["alertname"] == "InferwatchLinkAnomaly"
+             and e["status"] == "firing"]  # fmt: skip
     print("anomalies:", [(round(t), s) for t, s in fired])
+    print("chat clients:", len(clients), "failed:", len(failed_clients), "AI answers:", answers)
+    assert answers > 100  # the chats were seen and classified as AI
+
+    def first(lo: float, hi: float, series: set[str] | None = None) -> float | None:
+        times = [t for t, s in fired if lo <= t < hi and (series is None or s in series)]
+        return min(times) - lo if times else None
+
     quiet = [f for f in fired if 440 <= f[0] < 1015]
-    surge = [t for t, s in fired if s == "bytes" and 1015 <= t <= 1020 + 60]
-    failure = [t for t, s in fired if s == "bytes" and 1315 <= t <= 1320 + 60]
+    surge = first(1015, 1080, {"bytes", "packets"})
+    ai_surge = first(1195, 1260, {"ai_share", "ai_ttft_p95", "flows"})
+    failure = first(1315, 1380, {"bytes", "packets"})
+    drift = first(1495, 1800)
+    print(f"surge {surge}, AI surge {ai_surge}, failure {failure}, drift {drift} s after onset")
     assert not quiet, quiet
-    assert surge and failure, fired
+    assert surge is not None and ai_surge is not None and failure is not None, fired
+    assert drift is not None and drift <= 60 + 5, fired
 
 
 def _qoe_totals(worker) -> dict[str, float]:

@@ -19,9 +19,13 @@ def test_later_pieces_keep_the_first_pieces_orientation() -> None:
     first = ini.orient(piece(CLIENT, SERVER, 500, 90_000), expiration_id=1)
     assert (first["src_ip"], first["bytes_rev"]) == ("10.77.0.1", 90_000)
     # the next piece starts with a server packet: nfstream's source is the server
-    second = ini.orient(piece(SERVER, CLIENT, 120_000, 300), expiration_id=1)
+    second = ini.orient(
+        {**piece(SERVER, CLIENT, 120_000, 300), "retrans_fwd": 7, "retrans_rev": 0},
+        expiration_id=1,
+    )
     assert (second["src_ip"], second["src_port"], second["dst_port"]) == ("10.77.0.1", 40000, 443)
     assert (second["bytes_fwd"], second["bytes_rev"]) == (300, 120_000)
+    assert (second["retrans_fwd"], second["retrans_rev"]) == (0, 7)  # the server resent 7
     assert second["pkts"]["dir"] == [1, 0]
     last = ini.orient(piece(SERVER, CLIENT, 5_000, 40), expiration_id=0)  # idle: the end
     assert last["src_ip"] == "10.77.0.1" and last["bytes_rev"] == 5_000
