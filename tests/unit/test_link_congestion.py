@@ -203,3 +203,33 @@ def test_retransmissions_on_a_quiet_link_or_too_few_packets_raise_nothing() -> N
     assert retrans_run(0.3, 0.04, 1000) == []  # loss, but not congestion: the link is idle
     assert retrans_run(0.65, 0.04, 50) == []  # 100 packets in 20 s: no share worth a warning
     assert retrans_run(0.65, 0.015, 1000) == []  # under the warning share
+
+
+def test_the_analyzer_hands_each_directions_retransmissions_to_congestion() -> None:
+    """Native records (bidirectional: fwd from the initiator leaves the link, "out") with and
+    without retransmission counts, through the worker's Analyzer: the server's resent packets
+    count in "in", the client's in "out", and a record that does not count them is left out
+    of the share (not taken as zero)."""
+    from detectors.flows import FlowBatch
+    from streams.analysis import Analyzer
+    from streams.config import AnalysisConfig
+    from streams.links import Link, LinkCatalog
+    from streams.metrics import LinkMetrics
+
+    reg = CollectorRegistry()
+    lc = LinkCongestion(CongestionConfig(), CongestionMetrics(reg), W)
+    catalog = LinkCatalog([Link(id=LINK, capacity_bps=CAP)])
+    an = Analyzer(AnalysisConfig(links_file=None), catalog, LinkMetrics(reg), congestion=lc,
+                  publish=lambda kind, rec: None)  # fmt: skip
+    t = 1_700_000_000.0
+    batch = FlowBatch.from_columns(
+        ts_start=[t, t, t], ts_end=[t + 5] * 3, src_ip=["10.0.0.1"] * 3,
+        dst_ip=["10.0.0.2"] * 3, proto=[6, 6, 6], fmt=[2, 2, 2], link=[LINK] * 3,
+        packets_fwd=[100, 300, 1000], packets_rev=[900, 700, 5000],
+        bytes_fwd=[1] * 3, bytes_rev=[1] * 3,
+        retrans_fwd=[1, 2, -1], retrans_rev=[30, 20, -1],
+    )  # fmt: skip
+    catalog.attribute(batch)
+    an.process(batch, 0)
+    assert lc.retrans.share((LINK, "in"), t + 10) == (50 / 1600, 1600)
+    assert lc.retrans.share((LINK, "out"), t + 10) == (3 / 400, 400)
