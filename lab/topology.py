@@ -68,6 +68,7 @@ class Shape:
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
     loss_pct: float = 0.0
+    queue_packets: int | None = None  # a queue of this many packets; None: tbf's 100 ms of bytes
 
     @property
     def needs_netem(self) -> bool:
@@ -202,8 +203,13 @@ class Lab:
             if shape.needs_netem and not emulate:
                 _run([*tc, "root", "handle", "1:", "netem", *shape.netem_args()])
                 _run([*tc, "parent", "1:1", "handle", "10:", "tbf", *shape.tbf_args()])
+                tbf = "10:"
             else:
                 _run([*tc, "root", "handle", "1:", "tbf", *shape.tbf_args()])
+                tbf = "1:"
+            if shape.queue_packets:  # a router counting packets: small ones are dropped too
+                _run([*tc, "parent", f"{tbf}1", "handle", "20:", "pfifo", "limit",
+                      str(shape.queue_packets)])  # fmt: skip
         # static neighbours: no ARP on the link (a lost ARP request would stall a lossy link)
         macs = {ns: self._mac(ns, inner) for ns, inner, *_ in ends}
         for (ns, inner, _, _), (peer_ns, _, _, peer_ip) in zip(ends, ends[::-1], strict=True):

@@ -39,6 +39,8 @@ from tests.kafka_util import create_topic, read_all
 pytestmark = pytest.mark.integration
 
 MBIT = float(os.environ.get("LAB_MBIT", "20"))  # the link's capacity, each way
+# the queue's length in packets (a router that counts packets), or tbf's 100 ms of bytes
+QUEUE = int(os.environ.get("LAB_QUEUE_PACKETS", "0")) or None
 LINK = f"lab-{MBIT:g}m"
 PY = sys.executable
 INFERWATCH = shutil.which("inferwatch", path=str(Path(PY).parent)) or "inferwatch"
@@ -64,7 +66,8 @@ def metered_lab(broker, names, start_worker, make_lab, tmp_path: Path,
                 env: dict[str, str] | None = None, active_timeout: int = 5):  # fmt: skip
     """A fresh lab link of MBIT each way, metered live by the probe into a worker; yields (lab,
     worker, procs): processes appended to ``procs`` are stopped on the way out."""
-    lab = make_lab(LinkSpec(Shape(rate_mbit=MBIT), Shape(rate_mbit=MBIT)))
+    shape = Shape(rate_mbit=MBIT, queue_packets=QUEUE)
+    lab = make_lab(LinkSpec(shape, shape))
     links = tmp_path / "links.yaml"
     links.write_text(yaml.safe_dump({"links": [
         {"id": LINK, "name": f"Lab link, {MBIT:g} Mbit/s", "capacity_bps": MBIT * 1e6,
