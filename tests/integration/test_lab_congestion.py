@@ -11,9 +11,9 @@ as much as the chat client's own clock.
 
 With LONG_LAB=1 (about an hour, not in CI): ten minutes at 30 to 60 % with bursts
 raise nothing; a linear ramp from 30 % to 100 % over 15 minutes is predicted at least 2 minutes
-before the warning; link anomalies (2-s windows so the detectors' warm-up takes 7 minutes, not
-35): ten quiet minutes, then a traffic surge, an AI-traffic surge, a link failure and a slow
-drift, each raised within 60 s."""
+before the warning; link anomalies (2-s windows so the detectors' warm-up takes 11 minutes, not
+53): over ten quiet minutes, then a traffic surge, an AI-traffic surge, a link failure and a
+slow drift, each raised within 60 s."""
 
 from __future__ import annotations
 
@@ -230,18 +230,18 @@ def test_a_fifteen_minute_ramp_is_predicted_two_minutes_ahead(
 
 @LONG
 def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_lab, tmp_path):
-    """Link anomalies on real packets, 2-s windows (the detectors' warm-up, 150 + 20 + 50
-    windows, ends at 440 s): the bursty normal load with a trickle of streaming chats every
-    minute, judged quiet from 440 to 1,020 s; then a traffic surge to 90 % for a minute, an
-    AI-traffic surge (80 chat and agentic sessions in 36 s) at 1,200 s, a link failure (no
-    traffic at all) at 1,320 s for a minute, and from 1,500 s a slow drift: the usual bursts
-    over a level rising from 45 % to 85 % in five minutes. Each incident must be raised within
+    """Link anomalies on real packets, 2-s windows (the detectors' warm-up, 150 + 20 + 150
+    windows, ends at 640 s): the bursty normal load with a trickle of streaming chats every
+    minute, judged quiet from 640 to 1,320 s (over ten minutes); then a traffic surge to 90 %
+    for a minute, an AI-traffic surge (80 chat and agentic sessions in 36 s) at 1,440 s, a
+    link failure (no traffic at all) at 1,500 s for a minute, and from 1,620 s a slow drift:
+    the usual bursts over a level rising from 45 % to 85 % in five minutes. Each incident must be raised within
     60 s of its onset."""
     here = Path(__file__).parents[2] / "lab" / "scenarios"
-    normal = _bursty(17)  # 1020 s
+    normal = _bursty(22)  # 1320 s
     # the drift: the usual bursts, but the level under them rising from 45 % to 85 %
     drift = ",".join(f"25:{45 + 4 * k}-{45 + 4 * k + 3.3:g},5:90" for k in range(10))
-    profile = f"{normal},60:90,{_bursty(4)},60:0,{_bursty(2)},{drift}"  # ends at 1800 s
+    profile = f"{normal},60:90,{_bursty(2)},60:0,{_bursty(1)},{drift}"  # ends at 1920 s
     env = {
         "INFERWATCH_ANALYSIS__WINDOW_SECONDS": "2",
         "INFERWATCH_ANALYSIS__GRACE_SECONDS": "3",
@@ -262,10 +262,10 @@ def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_la
                            stderr=subprocess.STDOUT)  # fmt: skip
         procs.append(server)
         _wait_file(tmp_path / "server.ready", server, 30)
-        t0, load = start_load(lab, procs, profile, 1800)
-        # the trickle every minute but during the failure; the AI surge at 1,200 s
-        plays = [(at, "ai-trickle") for at in range(5, 1800, 60) if not 1310 <= at < 1385]
-        plays = sorted([*plays, (1200, "ai-surge")])
+        t0, load = start_load(lab, procs, profile, 1920)
+        # the trickle every minute but during the failure; the AI surge at 1,440 s
+        plays = [(at, "ai-trickle") for at in range(5, 1920, 60) if not 1490 <= at < 1565]
+        plays = sorted([*plays, (1440, "ai-surge")])
         clients = []
         for k, (at, scenario) in enumerate(plays):
             time.sleep(max(0.0, t0 + at - time.time()))
@@ -274,7 +274,7 @@ def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_la
                 "--out", str(tmp_path / f"chats-{k}.jsonl")],
                 stdout=(tmp_path / "client.log").open("ab"), stderr=subprocess.STDOUT))  # fmt: skip
             procs.append(clients[-1])
-        assert load.wait(max(60.0, t0 + 1860 - time.time())) == 0
+        assert load.wait(max(60.0, t0 + 1980 - time.time())) == 0
         time.sleep(20)  # the last windows close
         events = [orjson.loads(m.value)
                   for m in asyncio.run(read_all(broker, names.alerts, 10_000, wait=3))]  # fmt: skip
@@ -291,11 +291,11 @@ def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_la
         times = [t for t, s in fired if lo <= t < hi and (series is None or s in series)]
         return min(times) - lo if times else None
 
-    quiet = [f for f in fired if 440 <= f[0] < 1015]
-    surge = first(1015, 1080, {"bytes", "packets"})
-    ai_surge = first(1195, 1260, {"ai_share", "ai_ttft_p95", "flows"})
-    failure = first(1315, 1380, {"bytes", "packets"})
-    drifted = first(1495, 1800)
+    quiet = [f for f in fired if 640 <= f[0] < 1315]
+    surge = first(1315, 1380, {"bytes", "packets"})
+    ai_surge = first(1435, 1500, {"ai_share", "ai_ttft_p95", "flows"})
+    failure = first(1495, 1560, {"bytes", "packets"})
+    drifted = first(1615, 1920, {"bytes", "packets"})
     print(f"surge {surge}, AI surge {ai_surge}, failure {failure}, drift {drifted} s after onset")
     assert not quiet, quiet
     assert surge is not None and ai_surge is not None and failure is not None, fired
