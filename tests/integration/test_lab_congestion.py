@@ -235,8 +235,8 @@ def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_la
     minute, judged quiet from 640 to 1,320 s (over ten minutes); then a traffic surge to 90 %
     for a minute, an AI-traffic surge (80 chat and agentic sessions in 36 s) at 1,440 s, a
     link failure (no traffic at all) at 1,500 s for a minute, and from 1,620 s a slow drift:
-    the usual bursts over a level rising from 45 % to 85 % in five minutes. Each incident must be raised within
-    60 s of its onset."""
+    the usual bursts over a level rising from 45 % to 85 % in five minutes. Each incident must
+    be raised within 60 s of its onset."""
     here = Path(__file__).parents[2] / "lab" / "scenarios"
     normal = _bursty(22)  # 1320 s
     # the drift: the usual bursts, but the level under them rising from 45 % to 85 %
