@@ -15,7 +15,8 @@ How ``NoveltyDetector`` scores a point:
 3. **Likelihood.** Novelty is noisy and its normal level differs per series, so the detector
    compares the mean novelty of the last ``short`` points with the distribution (mean, standard
    deviation) of the last ``long`` novelties (no level before there are ``warmup`` of them):
-   ``L = -log10`` of the normal upper-tail probability of that mean. ``level = L / (L + fire)``: 0.5 exactly at the firing level.
+   ``L = -log10`` of the normal upper-tail probability of that mean. ``level = L / (L + fire)``:
+   0.5 exactly at the firing level.
 4. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
    the detector fires, and for the next ``hold`` points its score is 0 (the same anomaly is not
    reported again and again). ``level`` keeps the unsuppressed value, for gauges and for
