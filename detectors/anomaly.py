@@ -14,9 +14,8 @@ How ``NoveltyDetector`` scores a point:
    (patterns overlapping the current one are excluded, so it is not its own neighbour).
 3. **Likelihood.** Novelty is noisy and its normal level differs per series, so the detector
    compares the mean novelty of the last ``short`` points with the distribution (mean, standard
-   deviation) of the last ``long`` novelties (no level before there are ``warmup`` of them):
-   ``L = -log10`` of the normal upper-tail probability of that mean. ``level = L / (L + fire)``:
-   0.5 exactly at the firing level.
+   deviation) of the last ``long`` novelties: ``L = -log10`` of the normal upper-tail
+   probability of that mean. ``level = L / (L + fire)``: 0.5 exactly at the firing level.
 4. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
    the detector fires, and for the next ``hold`` points its score is 0 (the same anomaly is not
    reported again and again). ``level`` keeps the unsuppressed value, for gauges and for
@@ -132,7 +131,7 @@ class NoveltyDetector:
         return math.sqrt(max(best, 0.0) / self.window)
 
     def _level(self, novelty: float) -> float:
-        if math.isnan(novelty) or self.novelties < self.warmup:
+        if math.isnan(novelty) or self.novelties < 50:
             return 0.0
         count = min(self.novelties, self.long)
         mean = self.novelty_sum / count

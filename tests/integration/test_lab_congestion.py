@@ -11,8 +11,8 @@ as much as the chat client's own clock.
 
 With LONG_LAB=1 (about an hour, not in CI): ten minutes at 30 to 60 % with bursts
 raise nothing; a linear ramp from 30 % to 100 % over 15 minutes is predicted at least 2 minutes
-before the warning; link anomalies (2-s windows so the detectors' warm-up takes 11 minutes, not
-53): over ten quiet minutes, then a traffic surge, an AI-traffic surge, a link failure and a
+before the warning; link anomalies (2-s windows so the detectors' warm-up takes 7 minutes, not
+37): over ten quiet minutes, then a traffic surge, an AI-traffic surge, a link failure and a
 slow drift, each raised within 60 s."""
 
 from __future__ import annotations
@@ -230,13 +230,13 @@ def test_a_fifteen_minute_ramp_is_predicted_two_minutes_ahead(
 
 @LONG
 def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_lab, tmp_path):
-    """Link anomalies on real packets, 2-s windows (the detectors' warm-up, 150 + 20 + 150
-    windows, ends at 640 s): the bursty normal load with a trickle of streaming chats every
-    minute, judged quiet from 640 to 1,320 s (over ten minutes); then a traffic surge to 90 %
-    for a minute, an AI-traffic surge (80 chat and agentic sessions in 36 s) at 1,440 s, a
-    link failure (no traffic at all) at 1,500 s for a minute, and from 1,620 s a slow drift:
-    the usual bursts over a level rising from 45 % to 85 % in five minutes. Each incident must
-    be raised within 60 s of its onset."""
+    """Link anomalies on real packets, 2-s windows (the detectors' warm-up, 150 + 20 + 50
+    windows, ends at 440 s): the bursty normal load with a trickle of streaming chats every
+    minute, judged quiet from 640 to 1,320 s (over ten minutes, after a margin); then a
+    traffic surge to 90 % for a minute, an AI-traffic surge (80 chat and agentic sessions in
+    36 s) at 1,440 s, a link failure (no traffic at all) at 1,500 s for a minute, and from
+    1,620 s a slow drift: the usual bursts over a level rising from 45 % to 85 % in five
+    minutes. Each incident must be raised within 60 s of its onset."""
     here = Path(__file__).parents[2] / "lab" / "scenarios"
     normal = _bursty(22)  # 1320 s
     # the drift: the usual bursts, but the level under them rising from 45 % to 85 %
