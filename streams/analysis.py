@@ -204,17 +204,18 @@ class Analyzer:
         self.metrics.links.set(len(self.cap.admitted))
 
     # -- the work --------------------------------------------------------------------------
-    def _retransmissions(self, batch: FlowBatch, links: Array, out: Array) -> None:
-        """TCP retransmissions per link direction, of the records that count them."""
+    def _retransmissions(
+        self, batch: FlowBatch, links: Array, out: Array, p_in: Array, p_out: Array
+    ) -> None:
+        """TCP retransmissions per link direction (with the direction's packets), of the
+        records that count them."""
         counted = np.flatnonzero(batch.retrans_fwd >= 0)
         if counted.size == 0 or self.congestion is None:
             return
-        o = out[counted]
-        fwd = (batch.retrans_fwd[counted], batch.packets_fwd[counted])
-        rev = (batch.retrans_rev[counted], batch.packets_rev[counted])
+        o, fwd, rev = out[counted], batch.retrans_fwd[counted], batch.retrans_rev[counted]
         self.congestion.retransmissions(links[counted], batch.ts_end[counted], {
-            "in": (np.where(o, rev[0], fwd[0]), np.where(o, rev[1], fwd[1])),
-            "out": (np.where(o, fwd[0], rev[0]), np.where(o, fwd[1], rev[1])),
+            "in": (np.where(o, rev, fwd), p_in[counted]),
+            "out": (np.where(o, fwd, rev), p_out[counted]),
         })  # fmt: skip
 
     def process(self, batch: FlowBatch, partition: int) -> None:
@@ -241,12 +242,11 @@ class Analyzer:
         if self.congestion is not None and batch.pkt_count.any():  # queueing in the handshakes
             self.congestion.handshakes(links, batch.ts_end, handshake_rtt(batch))
         out = batch.fwd_out.astype(bool)
-        if self.congestion is not None:
-            self._retransmissions(batch, links, out)
         b_in = np.where(out, batch.bytes_rev, batch.bytes_fwd)
         b_out = np.where(out, batch.bytes_fwd, batch.bytes_rev)
         p_in = np.where(out, batch.packets_rev, batch.packets_fwd)
         p_out = np.where(out, batch.packets_fwd, batch.packets_rev)
+        self._retransmissions(batch, links, out, p_in, p_out)
 
         self._count(links, classes, b_in, b_out, p_in, p_out)
         self._top_talkers(batch, links)

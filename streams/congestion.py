@@ -50,34 +50,46 @@ BASELINE_WEIGHT = 0.05  # of a calm window's median in the link's baseline
 
 
 @dataclass
-class LatencySignal:
+class _Recent:
+    """Rows (end time first) of each key's last ``horizon`` seconds, at most ``QOE_KEEP``."""
+
+    horizon: float = QOE_SECONDS
+    recent: dict[Any, collections.deque[tuple[float, ...]]] = field(default_factory=dict)
+
+    def _keep(self, keys: list[Any], *columns: list[float]) -> None:
+        """One row per key: the columns' values at its position (the first: its end time)."""
+        for key, *row in zip(keys, *columns, strict=True):
+            q = self.recent.get(key)
+            if q is None:
+                q = self.recent[key] = collections.deque(maxlen=QOE_KEEP)
+            q.append(tuple(row))
+
+    def _within(self, key: Any, end: float) -> list[tuple[float, ...]]:
+        """The key's rows that ended in the ``horizon`` before ``end`` (not after it: records
+        a little ahead of a closing window); older ones are let go of."""
+        recent = self.recent.get(key)
+        while recent and recent[0][0] < end - self.horizon:
+            recent.popleft()
+        return [r for r in recent or () if r[0] <= end]
+
+
+@dataclass
+class LatencySignal(_Recent):
     """Per-flow latencies (s) of each link's last ``horizon`` seconds, against a baseline of
     the link's own, learned only from calm windows (state ok, under the QoE utilisation floor)."""
 
-    horizon: float = QOE_SECONDS
     floor: float = 0.0  # the smallest baseline: a meter's resolution (a round trip in ms)
-    recent: dict[str, collections.deque[tuple[float, float]]] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
 
     def add(self, links: Array, ends: Array, values: Array) -> None:
         """Flows' latencies (NaN: none) with their links and end times."""
         ok = np.isfinite(values)
-        for link, end, value in zip(
-            links[ok].tolist(), ends[ok].tolist(), values[ok].tolist(), strict=True
-        ):
-            q = self.recent.get(link)
-            if q is None:
-                q = self.recent[link] = collections.deque(maxlen=QOE_KEEP)
-            q.append((end, value))
+        self._keep(links[ok].tolist(), ends[ok].tolist(), values[ok].tolist())
 
     def quantile(self, link: str, end: float, q: float) -> float:
         """Quantile ``q`` of the link's latencies of flows that ended in the ``horizon``
-        before ``end`` (not after it: records a little ahead of a closing window); NaN
-        without any."""
-        recent = self.recent.get(link)
-        while recent and recent[0][0] < end - self.horizon:
-            recent.popleft()
-        values = [v for e, v in recent or () if e <= end]
+        before ``end``; NaN without any."""
+        values = [v for _, v in self._within(link, end)]
         return float(np.quantile(values, q)) if values else math.nan
 
     def ratio(self, link: str, end: float, calm: bool) -> tuple[float, float, float]:
@@ -102,30 +114,20 @@ class LatencySignal:
 
 
 @dataclass
-class ShareSignal:
+class ShareSignal(_Recent):
     """Counts of the last ``horizon`` seconds per key, as a share: of what was counted (the
     denominator), how much was bad (the numerator)."""
 
     horizon: float = RTT_SECONDS
-    recent: dict[Any, collections.deque[tuple[float, float, float]]] = field(default_factory=dict)
 
     def add(self, keys: list[Any], ends: Array, bad: Array, counted: Array) -> None:
-        for key, end, b, c in zip(keys, ends.tolist(), bad.tolist(), counted.tolist(), strict=True):
-            q = self.recent.get(key)
-            if q is None:
-                q = self.recent[key] = collections.deque(maxlen=QOE_KEEP)
-            q.append((end, b, c))
+        self._keep(keys, ends.tolist(), bad.tolist(), counted.tolist())
 
     def share(self, key: Any, end: float) -> tuple[float, float]:
         """(bad over counted, counted) of the ``horizon`` before ``end``; NaN when none."""
-        recent = self.recent.get(key)
-        while recent and recent[0][0] < end - self.horizon:
-            recent.popleft()
-        bad = counted = 0.0
-        for e, b, c in recent or ():
-            if e <= end:
-                bad, counted = bad + b, counted + c
-        return (bad / counted if counted > 0 else math.nan), counted
+        rows = self._within(key, end)
+        bad, counted = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        return (bad / counted if counted > 0 else math.nan), float(counted)
 
     def forget(self, match: Callable[[Any], bool]) -> None:
         for key in [k for k in self.recent if match(k)]:
