@@ -103,7 +103,9 @@ start() {
     rm -rf "$state/data" "$cluster_id_file"
   fi
   write_config
-  [ -f "$cluster_id_file" ] || java -cp "$lib/*" org.apache.kafka.common.Uuid 2>/dev/null >"$cluster_id_file" \
+  # an empty id (a java that exited 0 and printed nothing) is none: the format would refuse it
+  [ -s "$cluster_id_file" ] || java -cp "$lib/*" org.apache.kafka.common.Uuid 2>/dev/null >"$cluster_id_file" || true
+  [ -s "$cluster_id_file" ] \
     || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$cluster_id_file"
   local log4j="$here/log4j2.yaml"
   java -cp "$lib/*" -Dlog4j2.configurationFile="$log4j" \
