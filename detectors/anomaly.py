@@ -16,7 +16,14 @@ How ``NoveltyDetector`` scores a point:
    compares the mean novelty of the last ``short`` points with the distribution (mean, standard
    deviation) of the last ``long`` novelties: ``L = -log10`` of the normal upper-tail
    probability of that mean. ``level = L / (L + fire)``: 0.5 exactly at the firing level.
-4. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
+4. **Level.** A slow drift is no novel pattern: each step is close to the one before, which
+   the memory has just learned. So the mean of the current pattern is also compared with the
+   means of the calm past: patterns at least ``hold`` points old, learned while the novelty
+   was under the firing level and not in the ``hold`` points after it fired (an incident is
+   no baseline). Once the calm past holds ``warmup`` means, a mean beyond the highest or
+   under the lowest of them by ``margin`` standard deviations of those means makes ``L`` reach
+   ``fire`` (``L`` grows in proportion); the level takes the larger of the two ``L``.
+5. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
    the detector fires, and for the next ``hold`` points its score is 0 (the same anomaly is not
    reported again and again). ``level`` keeps the unsuppressed value, for gauges and for
    deciding when an anomaly has ended.
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import deque
 from typing import Protocol
 
 import numpy as np
@@ -38,7 +46,7 @@ from detectors.flows import Array
 _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-FORMAT = 1  # of dumps()
+FORMAT = 2  # of dumps(); 1 had no level part (a checkpoint of it loads with that part empty)
 RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
 
 
@@ -70,10 +78,11 @@ class NoveltyDetector:
         long: int = 8000,
         fire: float = 1.0,
         hold: int = 100,
+        margin: float = 1.0,
     ) -> None:
-        if min(window, memory, warmup, short, long, hold + 1) < 1 or fire <= 0:
+        if min(window, memory, warmup, short, long, hold + 1) < 1 or fire <= 0 or margin <= 0:
             raise ValueError(
-                "window, memory, warmup, short, long must be >= 1, hold >= 0, fire > 0"
+                "window, memory, warmup, short, long must be >= 1, hold >= 0, fire and margin > 0"
             )
         self.window = window
         self.memory = memory
@@ -82,6 +91,7 @@ class NoveltyDetector:
         self.long = long
         self.fire = fire
         self.hold = hold
+        self.margin = margin
         self.seen = 0
         self.lo = math.inf
         self.hi = -math.inf
@@ -96,7 +106,15 @@ class NoveltyDetector:
         self.short_ring = np.zeros(short)
         self.cooldown = 0
         self.level = 0.0
-        self._cached: tuple[float, float, float, float] | None = None  # (x, novelty, level, t)
+        self._init_level_part()
+        self._cached: tuple[float, float, float, float, float] | None = None
+        # (x, t, novelty, novelty's level, level)
+
+    def _init_level_part(self) -> None:
+        self.aging: deque[float] = deque()  # means of the last `hold` patterns (nan: not calm)
+        self.calm_means = np.zeros(self.memory)  # ring of the means of calm, aged patterns
+        self.calm_stored = 0
+        self.unsettled = 0  # points left after a novelty onset, not calm
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -130,7 +148,8 @@ class NoveltyDetector:
         best = float(d2.min()) + float(p @ p)
         return math.sqrt(max(best, 0.0) / self.window)
 
-    def _level(self, novelty: float) -> float:
+    def _novelty_lik(self, novelty: float) -> float:
+        """-log10 tail probability of the recent mean novelty (0: none yet)."""
         if math.isnan(novelty) or self.novelties < 50:
             return 0.0
         count = min(self.novelties, self.long)
@@ -142,23 +161,42 @@ class NoveltyDetector:
         k = min(self.novelties + 1, self.short)
         recent = (self.short_ring.sum() - oldest + novelty) / k
         z = (recent - mean) / (math.sqrt(var) + 1e-9)
-        lik = upper_tail_log10(z)
-        return lik / (lik + self.fire)
+        return upper_tail_log10(z)
 
-    def _evaluate(self, x: float, t: float | None) -> tuple[float, float]:
+    def _level_lik(self, p: Array) -> float:
+        """The current pattern's mean beyond the calm past's range, as a likelihood: ``fire``
+        at ``margin`` standard deviations of the calm means (0: within, or too little past)."""
+        n = min(self.calm_stored, self.memory)
+        if n < self.warmup:  # the calm past must have seen the series' usual variety
+            return 0.0
+        means = self.calm_means[:n]
+        hi, lo = float(means.max()), float(means.min())
+        mu = float(p.mean())
+        beyond = max(mu - hi, lo - mu)
+        if beyond <= 0.0:
+            return 0.0
+        return self.fire * beyond / (self.margin * float(means.std()) + 1e-9)
+
+    def _evaluate(self, x: float, t: float | None) -> tuple[float, float, float]:
+        """(novelty, the novelty's level, the level) of ``x`` at ``t``, cached for learn_one."""
         key = -1.0 if t is None else t
-        if self._cached is not None and self._cached[0] == x and self._cached[3] == key:
-            return self._cached[1], self._cached[2]
+        c = self._cached
+        if c is not None and c[0] == x and c[1] == key:
+            return c[2], c[3], c[4]
         p = self._pattern(x)
         novelty = math.nan if p is None else self._novelty(p)
-        level = self._level(novelty)
-        self._cached = (x, novelty, level, key)
-        return novelty, level
+        lik = self._novelty_lik(novelty)
+        novelty_level = lik / (lik + self.fire)
+        if p is not None:
+            lik = max(lik, self._level_lik(p))
+        level = lik / (lik + self.fire)
+        self._cached = (x, key, novelty, novelty_level, level)
+        return novelty, novelty_level, level
 
     def score_one(self, x: float, t: float | None = None) -> float:
         if not math.isfinite(x):
             return 0.0
-        _, level = self._evaluate(x, t)
+        _, _, level = self._evaluate(x, t)
         return 0.0 if self.cooldown > 0 else level
 
     # -- learning ------------------------------------------------------------------------------
@@ -166,7 +204,7 @@ class NoveltyDetector:
     def learn_one(self, x: float, t: float | None = None) -> None:
         if not math.isfinite(x):
             return
-        novelty, level = self._evaluate(x, t)
+        novelty, novelty_level, level = self._evaluate(x, t)
         self._cached = None
         if self.seen < self.warmup:
             self.lo, self.hi = min(self.lo, x), max(self.hi, x)
@@ -179,6 +217,7 @@ class NoveltyDetector:
             self.patterns[slot] = p
             self.norms[slot] = float(p @ p)
             self.stored += 1
+        self._age(p, novelty_level)
         if not math.isnan(novelty):
             slot = self.novelties % self.long
             if self.novelties >= self.long:
@@ -199,6 +238,23 @@ class NoveltyDetector:
         elif level >= 0.5:
             self.cooldown = self.hold
 
+    def _age(self, p: Array | None, novelty_level: float) -> None:
+        """Pass the pattern's mean through ``hold`` points of ageing into the calm past, unless
+        the novelty was firing or had fired within ``hold`` points."""
+        if self.unsettled > 0:
+            self.unsettled -= 1
+        elif novelty_level >= 0.5:
+            self.unsettled = self.hold
+        if p is None:
+            return
+        calm = novelty_level < 0.5 and self.unsettled == 0
+        self.aging.append(float(p.mean()) if calm else math.nan)
+        if len(self.aging) > self.hold:
+            old = self.aging.popleft()
+            if not math.isnan(old):
+                self.calm_means[self.calm_stored % self.memory] = old
+                self.calm_stored += 1
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def dumps(self) -> bytes:
@@ -209,8 +265,11 @@ class NoveltyDetector:
     @classmethod
     def loads(cls, data: bytes) -> NoveltyDetector:
         fmt, state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic
-        if fmt != FORMAT:
+        if fmt not in (1, FORMAT):
             raise ValueError(f"anomaly detector checkpoint format {fmt}, expected {FORMAT}")
         det = cls.__new__(cls)
         det.__dict__.update(state)
+        if fmt == 1:  # saved before the level part: its patterns and novelties are kept
+            det.margin = 1.0
+            det._init_level_part()
         return det

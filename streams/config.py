@@ -187,6 +187,9 @@ class DetectorConfig(_Section):
     long: int = Field(8000, ge=50, description="novelties behind the likelihood's distribution")
     fire: float = Field(1.0, gt=0, description="-log10 tail probability where the level is 0.5")
     hold: int = Field(100, ge=0, description="points without a new onset after one")
+    margin: float = Field(
+        1.0, gt=0, description="std devs of the calm past's means a level goes beyond to fire"
+    )
 
     def build(self) -> NoveltyDetector:
         return NoveltyDetector(**self.model_dump())

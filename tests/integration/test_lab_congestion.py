@@ -280,6 +280,8 @@ def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_la
                   for m in asyncio.run(read_all(broker, names.alerts, 10_000, wait=3))]  # fmt: skip
         answers = worker.total("inferwatch_ai_time_to_first_token_seconds_count", link=LINK)
         failed_clients = [c.returncode for c in clients if c.poll()]
+        if keep := os.environ.get("LAB_KEEP"):  # the run's series, to study detectors offline
+            _keep(Path(keep), broker, names, t0, events, tmp_path)
     fired = [(e["context"]["window_start"] - t0, e["labels"]["series"]) for e in events
              if e["labels"]["alertname"] == "InferwatchLinkAnomaly"
              and e["status"] == "firing"]  # fmt: skip
@@ -300,6 +302,17 @@ def test_lab_anomalies_quiet_then_incidents(broker, names, start_worker, make_la
     assert not quiet, quiet
     assert surge is not None and ai_surge is not None and failure is not None, fired
     assert drifted is not None and drifted <= 60 + 5, fired
+
+
+def _keep(keep: Path, broker: str, names: Any, t0: float, events: list[Any], tmp: Path) -> None:
+    """Save a run's closed windows (linkseries), its events and the chat clients' logs."""
+    keep.mkdir(parents=True, exist_ok=True)
+    windows = asyncio.run(read_all(broker, f"{names.raw}.series", 100_000, wait=15))
+    (keep / "series.jsonl").write_bytes(b"".join(m.value + b"\n" for m in windows))
+    (keep / "alerts.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    (keep / "t0").write_text(f"{t0}\n")
+    for log in tmp.glob("chats-*.jsonl"):
+        shutil.copy(log, keep / log.name)
 
 
 def _qoe_totals(worker) -> dict[str, float]:

@@ -210,3 +210,50 @@ def test_nab_development_corpus_scores_stay_where_measured() -> None:
     std = report.results["standard"].normalised
     assert std >= 66.0, std  # measured 68.2 (docs/anomaly.md); a regression shows here
     assert report.results["reward_low_FN_rate"].normalised >= 72.0
+
+
+def _bursty(seed: int = 5) -> np.ndarray:
+    """A lab link's load in 2-s points (% of capacity): base levels of 30 to 60 % changing every
+    30 s, a 5-s burst to 90 % every minute, noise; after 22 minutes (660 points), the same
+    shape over a base creeping from 45 % up by 2 % every 30 s for ten minutes."""
+    per_second: list[float] = []
+    for k in range(44):
+        base = (30, 45, 60, 40, 50, 35)[k % 6]
+        per_second += [base] * 30 if k % 2 else [base] * 25 + [90] * 5
+    for k in range(20):
+        ramp = np.linspace(45 + 2 * k, 47 + 2 * k, 30)
+        per_second += list(ramp) if k % 2 else list(ramp[:25]) + [90] * 5
+    x = np.asarray(per_second, dtype=float)
+    x += np.random.default_rng(seed).normal(0, 3, len(x))
+    return x.reshape(-1, 2).mean(axis=1)
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_slow_drift_is_raised_by_the_level_part_once_beyond_the_calm_past(seed: int) -> None:
+    xs = _bursty(seed)
+    s = _run(NoveltyDetector(), xs)
+    # the base leaves the usual 30-60 % 225 s (112 points) into the drift
+    onsets = np.flatnonzero(s[300:] >= 0.5) + 300
+    assert len(onsets) and 660 + 112 <= onsets[0] <= 660 + 112 + 60, onsets
+    # the pattern novelty alone learns each step of the drift as it comes: never raised
+    assert not (_run(NoveltyDetector(margin=1e9), xs) >= 0.5).any()
+
+
+def test_an_incident_is_no_baseline_for_the_level() -> None:
+    det = NoveltyDetector(warmup=100, hold=30)
+    _run(det, _series())  # the +40 shift at 900 fires: the 30 points after it are not calm
+    assert 0 < det.calm_stored < det.stored
+
+
+def test_a_checkpoint_from_before_the_level_part_loads_with_it_empty() -> None:
+    det = NoveltyDetector()
+    _run(det, _series(n=400, shift_at=None))
+    state = dict(det.__dict__)
+    for name in ("margin", "aging", "calm_means", "calm_stored", "unsettled"):
+        del state[name]
+    state["_cached"] = None
+    old = NoveltyDetector.loads(pickle.dumps((1, state)))
+    assert old.seen == 400 and old.calm_stored == 0 and old.margin == 1.0
+    old.learn_one(50.0, 400.0)  # and it goes on
+    with pytest.raises(ValueError, match="format 7"):
+        NoveltyDetector.loads(pickle.dumps((7, state)))
