@@ -20,9 +20,11 @@ How ``NoveltyDetector`` scores a point:
    the memory has just learned. So the mean of the current pattern is also compared with the
    means of the calm past: patterns at least ``hold`` points old, learned while the novelty
    was under the firing level and not in the ``hold`` points after it fired (an incident is
-   no baseline). Once the calm past holds ``warmup`` means, a mean beyond the highest or
-   under the lowest of them by ``margin`` standard deviations of those means makes ``L`` reach
-   ``fire`` (``L`` grows in proportion); the level takes the larger of the two ``L``.
+   no baseline). Once the calm past holds ``warmup`` means, a mean above their 99th
+   percentile or under their 1st by ``margin`` standard deviations of those means makes ``L``
+   reach ``fire`` (``L`` grows in proportion; percentiles, not the extremes, so that the first
+   windows of an incident, learned before it fired, do not widen the range); the level takes
+   the larger of the two ``L``.
 5. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
    the detector fires, and for the next ``hold`` points its score is 0 (the same anomaly is not
    reported again and again). ``level`` keeps the unsuppressed value, for gauges and for
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from bisect import bisect_left, insort
 from collections import deque
 from typing import Protocol
 
@@ -46,6 +49,7 @@ from detectors.flows import Array
 _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+CALM_QUANTILE = 0.99  # the calm past's range: from its 1st to its 99th percentile
 FORMAT = 2  # of dumps(); 1 had no level part (a checkpoint of it loads with that part empty)
 RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
 
@@ -113,6 +117,7 @@ class NoveltyDetector:
     def _init_level_part(self) -> None:
         self.aging: deque[float] = deque()  # means of the last `hold` patterns (nan: not calm)
         self.calm_means = np.zeros(self.memory)  # ring of the means of calm, aged patterns
+        self.calm_sorted: list[float] = []  # the same, in order
         self.calm_stored = 0
         self.unsettled = 0  # points left after a novelty onset, not calm
 
@@ -169,13 +174,14 @@ class NoveltyDetector:
         n = min(self.calm_stored, self.memory)
         if n < self.warmup:  # the calm past must have seen the series' usual variety
             return 0.0
-        means = self.calm_means[:n]
-        hi, lo = float(means.max()), float(means.min())
+        ranked = self.calm_sorted
+        lo = ranked[int((1.0 - CALM_QUANTILE) * (n - 1))]
+        hi = ranked[math.ceil(CALM_QUANTILE * (n - 1))]
         mu = float(p.mean())
         beyond = max(mu - hi, lo - mu)
         if beyond <= 0.0:
             return 0.0
-        return self.fire * beyond / (self.margin * float(means.std()) + 1e-9)
+        return self.fire * beyond / (self.margin * float(self.calm_means[:n].std()) + 1e-9)
 
     def _evaluate(self, x: float, t: float | None) -> tuple[float, float, float]:
         """(novelty, the novelty's level, the level) of ``x`` at ``t``, cached for learn_one."""
@@ -252,7 +258,11 @@ class NoveltyDetector:
         if len(self.aging) > self.hold:
             old = self.aging.popleft()
             if not math.isnan(old):
-                self.calm_means[self.calm_stored % self.memory] = old
+                slot = self.calm_stored % self.memory
+                if self.calm_stored >= self.memory:  # the oldest leaves the ranking
+                    del self.calm_sorted[bisect_left(self.calm_sorted, self.calm_means[slot])]
+                self.calm_means[slot] = old
+                insort(self.calm_sorted, old)
                 self.calm_stored += 1
 
     # -- checkpoints ---------------------------------------------------------------------------
