@@ -158,3 +158,30 @@ def test_a_small_count_series_fires_on_a_surge_not_on_counting_noise(monkeypatch
     assert _flows_run(noisy) == []
     fired = [e for e in _flows_run(surge) if e["status"] == "firing"]
     assert len(fired) == 1 and fired[0]["context"]["observed"] == 4.0  # type: ignore[index]
+
+
+def test_a_kept_lab_run_replays_offline_like_the_worker(tmp_path) -> None:
+    """lab.anomaly_replay reads a kept run (linkseries windows as the worker published them)
+    and replays it through the same stage: a failure in it fires, as the live stage does."""
+    import orjson
+
+    from lab.anomaly_replay import replay
+    from streams.analysis import window_record
+
+    rates = _traffic(400)
+    rates[300:330] = [0.0] * 30  # the link fails for 30 windows
+    windows = [_window(k, r) for k, r in enumerate(rates)]
+    (tmp_path / "series.jsonl").write_bytes(
+        b"".join(orjson.dumps(window_record(c, W)) + b"\n" for c in windows)
+    )
+    (tmp_path / "t0").write_text("1700000000.0\n")
+    live, events, _ = _anomalies(series=["bytes"])
+    for c in windows:
+        live.observe(c)
+    expected = [
+        (round(e["context"]["window_start"] - 1_700_000_000.0), "bytes")  # type: ignore[index]
+        for e in events
+        if e["status"] == "firing"
+    ]
+    out = replay(tmp_path, {"series": ["bytes"], "detector": FAST.model_dump()})
+    assert out["fired"] == expected and (3000, "bytes") in [(t // 10 * 10, s) for t, s in expected]
