@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from detectors.flows import FORMATS, FlowBatch
+from detectors.flows import FORMATS, FlowBatch, factorize
 from streams.config import format_error, read_yaml
 from streams.errors import ConfigError
 
@@ -62,7 +62,6 @@ class LinkCatalog:
     def __init__(self, links: list[Link]) -> None:
         self.links = {lk.id: lk for lk in links}
         self._by_port = {f"{lk.exporter}#{lk.iface}": lk.id for lk in links if lk.iface is not None}
-        self._cache: dict[str, tuple[str, int]] = {}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "links") -> LinkCatalog:
@@ -83,38 +82,35 @@ class LinkCatalog:
         return lk.capacity_bps if lk else None
 
     def attribute(self, batch: FlowBatch) -> None:
-        """Fill ``batch.link`` and ``batch.fwd_out`` for every record (in place)."""
+        """Fill ``batch.link`` and ``batch.fwd_out`` for every record (in place): decided once
+        per distinct (exporter, input interface, output interface) of the batch."""
         n = len(batch)
         if n == 0:
             return
-        by_port, cache = self._by_port, self._cache
-        explicit = batch.link.tolist()
-        ins = [
-            f"{e}#{i}"
-            for e, i in zip(batch.exporter.tolist(), batch.iface_in.tolist(), strict=True)
-        ]
-        outs = [
-            f"{e}#{i}"
-            for e, i in zip(batch.exporter.tolist(), batch.iface_out.tolist(), strict=True)
-        ]
-        links = np.empty(n, dtype=object)
-        fwd_out = np.zeros(n, dtype=np.uint8)
-        for j in range(n):
-            if explicit[j] is not None:
-                links[j] = explicit[j]
-                fwd_out[j] = 1
-                continue
-            key = ins[j] + "|" + outs[j]
-            hit = cache.get(key)
-            if hit is None:
-                if len(cache) > 200_000:
-                    cache.clear()
-                if ins[j] in by_port or outs[j] not in by_port:
-                    hit = (by_port.get(ins[j], ins[j]), 0)
-                else:
-                    hit = (by_port[outs[j]], 1)
-                cache[key] = hit
-            links[j], fwd_out[j] = hit
+        by_port = self._by_port
+        ports = list(
+            zip(
+                batch.exporter.tolist(),
+                batch.iface_in.tolist(),
+                batch.iface_out.tolist(),
+                strict=True,
+            )
+        )
+        codes, index = factorize(ports)
+        link_of = np.empty(len(index), dtype=object)
+        out_of = np.zeros(len(index), dtype=np.uint8)
+        for k, (exporter, iface_in, iface_out) in enumerate(index):
+            ins, outs = f"{exporter}#{iface_in}", f"{exporter}#{iface_out}"
+            if ins in by_port or outs not in by_port:
+                link_of[k] = by_port.get(ins, ins)
+            else:
+                link_of[k], out_of[k] = by_port[outs], 1
+        links = link_of[codes]
+        fwd_out = out_of[codes]
+        explicit = np.fromiter((v is not None for v in batch.link.tolist()), dtype=bool, count=n)
+        if explicit.any():
+            links[explicit] = batch.link[explicit]
+            fwd_out[explicit] = 1
         # bidirectional (native) records: fwd, from the initiator, leaves as "out"
         fwd_out[batch.fmt == NATIVE] = 1
         batch.link = links
