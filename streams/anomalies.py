@@ -3,8 +3,9 @@
 Every closed window of a link gives one point per configured series (``bytes``, ``packets`` and
 ``flows`` per second, summed over classes and directions, ``ai_share``, the AI classes'
 share of the link's bytes, and ``ai_ttft_p95``, the 95th percentile of the estimated time to
-first token of the link's AI flows that ended in the last minute: no point without any, and
-none at all without classification). Each (link, series) has its own ``NoveltyDetector`` of
+first token of the link's AI flows that ended in the last minute: no point with fewer than
+``TTFT_LEAST`` of them, whose 95th percentile would only be their slowest, and none at all
+without classification). Each (link, series) has its own ``NoveltyDetector`` of
 the one configuration (detectors/anomaly.py), which scores the point, then learns it.
 
 Events (``InferwatchLinkAnomaly`` on alerts.v1, with the observed value, an expected band,
@@ -44,6 +45,7 @@ from streams.metrics import AnomalyMetrics
 ALERTNAME = "InferwatchLinkAnomaly"
 COUNTS = frozenset({"flows", "packets"})  # series of counts (per second) of discrete things
 BAND_ALPHA = 1.0 / 30.0
+TTFT_LEAST = 20  # AI answers in the last minute for a 95th percentile (fewer: their maximum)
 STATE_FORMAT = 4  # (format, {series: state})
 
 
@@ -110,7 +112,7 @@ class LinkAnomalies:
         values = series_values(c, self.window)
         t = float(c.start) + self.window
         if "ai_ttft_p95" in self.cfg.series:
-            values["ai_ttft_p95"] = self.ttft.quantile(c.link, t, 0.95)
+            values["ai_ttft_p95"] = self.ttft.quantile(c.link, t, 0.95, least=TTFT_LEAST)
         for name in self.cfg.series:
             tr, x = tracks[name], values[name]
             if math.isnan(x):  # nothing to say this window (no AI flow in the last minute)

@@ -86,11 +86,11 @@ class LatencySignal(_Recent):
         ok = np.isfinite(values)
         self._keep(links[ok].tolist(), ends[ok].tolist(), values[ok].tolist())
 
-    def quantile(self, link: str, end: float, q: float) -> float:
+    def quantile(self, link: str, end: float, q: float, least: int = 1) -> float:
         """Quantile ``q`` of the link's latencies of flows that ended in the ``horizon``
-        before ``end``; NaN without any."""
+        before ``end``; NaN with fewer than ``least`` of them."""
         values = [v for _, v in self._within(link, end)]
-        return float(np.quantile(values, q)) if values else math.nan
+        return float(np.quantile(values, q)) if values and len(values) >= least else math.nan
 
     def ratio(self, link: str, end: float, calm: bool) -> tuple[float, float, float]:
         """(median of the last ``horizon``, the baseline, their ratio); NaN when unknown."""

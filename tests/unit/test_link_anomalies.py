@@ -135,6 +135,26 @@ def test_ai_time_to_first_token_p95_is_a_series_where_there_are_ai_flows() -> No
     assert score is not None  # exported like the others
 
 
+def test_ai_time_to_first_token_p95_needs_twenty_answers_a_minute() -> None:
+    """A trickle of AI answers (3 a window: 18 in the last minute) gives the p95 series no
+    point, whatever their times: the 95th percentile of a handful is their slowest one."""
+    la, events, _ = _anomalies(series=["ai_ttft_p95"])
+    rng = np.random.default_rng(5)
+    link = "r1:ge-0/0/1"
+    for k in range(200):
+        end = 1_700_000_000.0 + (k + 1) * W
+        slow = 20.0 if k % 40 == 39 else 1.0  # now and then a very slow answer
+        la.qoe(np.array([link] * 3), end - rng.uniform(0, W, 3), slow * rng.lognormal(-1.2, 0.5, 3))
+        la.observe(_window(k, 1e6))
+    assert events == [] and la.tracks[link]["ai_ttft_p95"].det.seen == 0
+    # one more answer a window (24 in the last minute) and the series has its points
+    la.qoe(np.array([link] * 4), np.full(4, 1_700_000_000.0 + 200 * W), np.full(4, 0.3))
+    for k in range(200, 210):
+        la.qoe(np.array([link] * 4), np.full(4, 1_700_000_000.0 + (k + 1) * W - 1), np.full(4, 0.3))
+        la.observe(_window(k, 1e6))
+    assert la.tracks[link]["ai_ttft_p95"].det.seen > 0
+
+
 def _flows_run(counts: list[int]) -> list[dict[str, object]]:
     la, events, _ = _anomalies(series=["flows"])
     for k, n in enumerate(counts):
