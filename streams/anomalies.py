@@ -16,6 +16,9 @@ the score and the window as context) follow a small state machine per (link, ser
   (``flows``, ``packets``) the window's count must also be outside counting noise: at least
   ``3 sqrt(m) + 1`` away from the ``m`` expected (a link carrying a handful of flows a window
   goes from 2 to 5 as a busy one never does; its pattern is novel, its change is nothing);
+  on a share (``ai_share``) the window's share must be at least ``share_floor`` (2 points of
+  the link's bytes) from the expected one (a link whose AI traffic is a trickle moves its
+  share between 0 and 1 % in ever new patterns, which is no incident);
 * it is not repeated while it lasts (and the detector reports no new onset for ``hold`` points);
 * **resolved** once the level has stayed under ``resolve_level`` for ``resolve_windows`` windows
   (hysteresis: a level hovering around the threshold does not flap).
@@ -44,6 +47,7 @@ from streams.metrics import AnomalyMetrics
 
 ALERTNAME = "InferwatchLinkAnomaly"
 COUNTS = frozenset({"flows", "packets"})  # series of counts (per second) of discrete things
+SHARES = frozenset({"ai_share"})  # series of shares of the link's bytes, 0..1
 BAND_ALPHA = 1.0 / 30.0
 TTFT_LEAST = 20  # AI answers in the last minute for a 95th percentile (fewer: their maximum)
 STATE_FORMAT = 4  # (format, {series: state})
@@ -133,6 +137,8 @@ class LinkAnomalies:
         if tr.since is None:
             if name in COUNTS and not _beyond_counting_noise(x, band[0], self.window):
                 score = level = 0.0  # the pattern is novel, the change is within noise
+            if name in SHARES and abs(x - band[0]) < cfg.share_floor:
+                score = level = 0.0  # novel, but the link's mix has hardly moved
             if score >= cfg.threshold or (tr.above and level >= cfg.threshold):
                 tr.above += 1
                 tr.peak = max(tr.peak, level)

@@ -203,6 +203,9 @@ class AnomalyConfig(_Section):
     min_windows: int = Field(1, ge=1, description="windows at or above threshold before it fires")
     resolve_level: float = Field(0.3, ge=0, lt=1, description="level under which it may resolve")
     resolve_windows: int = Field(6, ge=1, description="windows under resolve_level to resolve")
+    share_floor: float = Field(
+        0.02, ge=0, le=1, description="a share series' least change from expected to fire"
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AnomalyConfig:

@@ -155,6 +155,28 @@ def test_ai_time_to_first_token_p95_needs_twenty_answers_a_minute() -> None:
     assert la.tracks[link]["ai_ttft_p95"].det.seen > 0
 
 
+def test_an_ai_share_fires_when_the_mix_moves_by_two_points_not_less() -> None:
+    """A link whose AI share wobbles around 0.2 % of its bytes: a step to 1.2 % is a novel
+    pattern (it fires without the floor) but moves the link's mix by 1 point, no incident;
+    a step to 8 % fires."""
+    rng = np.random.default_rng(8)
+    calm = list(0.002 + rng.normal(0, 0.0004, 300))
+
+    def run(floor: float, step: float) -> list[float]:
+        la, events, _ = _anomalies(series=["ai_share"], share_floor=floor)
+        for k, ai in enumerate([*calm, *[step] * 20]):
+            la.observe(_window(k, 1e6, ai=ai))
+        return [
+            (e["context"]["window_start"] - 1_700_000_000.0) / W  # type: ignore[index,operator]
+            for e in events
+            if e["status"] == "firing"
+        ]
+
+    assert [k for k in run(0.0, 0.012) if k >= 300]  # novel ...
+    assert not [k for k in run(0.02, 0.012) if k >= 300]  # ... but within two points
+    assert [k for k in run(0.02, 0.08) if 300 <= k <= 303]
+
+
 def _flows_run(counts: list[int]) -> list[dict[str, object]]:
     la, events, _ = _anomalies(series=["flows"])
     for k, n in enumerate(counts):
