@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from detectors.windows import FIELDS, ClosedWindow
 from streams.analysis import CLASSES
 from streams.anomalies import LinkAnomalies
-from streams.config import AnomalyConfig
+from streams.config import AnomalyConfig, _set_path
 from streams.metrics import AnomalyMetrics
 
 SERIES = ["bytes", "packets", "flows", "ai_share"]
@@ -59,30 +59,15 @@ def replay(keep: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any
     return {"fired": fired, "quiet_highest": highest}
 
 
-def _override(text: str) -> dict[str, Any]:
-    """``detector.margin=1.5`` -> ``{"detector": {"margin": 1.5}}``."""
-    path, _, value = text.partition("=")
-    out: dict[str, Any] = {}
-    node = out
-    *parents, leaf = path.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = yaml.safe_load(value)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("keep", type=Path, help="the directory LAB_KEEP named")
     ap.add_argument("--set", action="append", default=[], help="anomaly config: KEY=VALUE")
     args = ap.parse_args()
     overrides: dict[str, Any] = {}
-    for text in args.set:
-        for key, value in _override(text).items():
-            if isinstance(value, dict):
-                overrides.setdefault(key, {}).update(value)
-            else:
-                overrides[key] = value
+    for text in args.set:  # detector.margin=1.5 -> {"detector": {"margin": 1.5}}
+        path, _, value = text.partition("=")
+        _set_path(overrides, path.split("."), yaml.safe_load(value))
     out = replay(args.keep, overrides)
     print("fired:", out["fired"])
     print("highest level in the quiet minutes:", {
