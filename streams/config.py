@@ -319,6 +319,12 @@ class WorkerConfig(_Section):
     shutdown_timeout_seconds: float = Field(
         15.0, gt=0, description="a stop that takes longer ends the process with status 1"
     )
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="net new container objects between two young-generation garbage "
+        "collections (Python's default is 700); 0 keeps Python's default",
+    )
 
 
 class Config(_Section):

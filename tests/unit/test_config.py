@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from click.testing import CliRunner
 
@@ -49,3 +51,17 @@ def test_check_config_command(tmp_path):
     bad.write_text("http:\n  prot: 9200\n")
     res = CliRunner().invoke(main, ["check-config", str(bad)])
     assert res.exit_code == 1 and "http.prot" in res.output
+
+
+def test_gc_threshold_is_applied_and_zero_keeps_pythons():
+    from streams.worker import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        assert load_config(DEFAULT_CONFIG_PATH, env={}).worker.gc_threshold == 50_000
+        tune_gc(0)
+        assert gc.get_threshold() == before
+        tune_gc(50_000)
+        assert gc.get_threshold() == (50_000, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
