@@ -40,6 +40,35 @@ class FlatTree:
     right: Array
     proba: Array  # (nodes, classes): a leaf's normalised class counts
     depth: int
+    nodes: list[Any]  # river's node at each index (a leaf's counts are refreshed from it)
+
+    def leaves_of(self, x: Array) -> Array:
+        """The leaf each row of ``x`` reaches."""
+        n = len(x)
+        node = np.zeros(n, dtype=np.int64)
+        rows = np.arange(n)
+        for _ in range(self.depth):
+            f = self.feature[node]
+            inner = f >= 0
+            if not inner.any():
+                break
+            go_left = x[rows[inner], f[inner]] <= self.threshold[node[inner]]
+            node[inner] = np.where(go_left, self.left[node[inner]], self.right[node[inner]])
+        return node
+
+    def refresh(self, leaves: Array) -> None:
+        """Copy these leaves' class counts from river's nodes again (learning changed them)."""
+        for i in np.unique(leaves).tolist():
+            self.proba[i] = _distribution(self.nodes[i].stats, self.proba.shape[1])
+
+
+def _distribution(stats: dict[Any, float] | None, n_classes: int) -> Array:
+    dist = np.zeros(n_classes)
+    total = sum(stats.values()) if stats else 0
+    if total:
+        for label, count in stats.items():  # type: ignore[union-attr]
+            dist[CLASSES.index(label)] = count / total
+    return dist
 
 
 def _flatten_tree(root: Any, column: dict[str, int], n_classes: int) -> FlatTree:
@@ -48,6 +77,7 @@ def _flatten_tree(root: Any, column: dict[str, int], n_classes: int) -> FlatTree
     left: list[int] = []
     right: list[int] = []
     proba: list[Array] = []
+    nodes: list[Any] = []
     depth = 0
     stack: list[tuple[Any, int, int]] = [(root, -1, 0)]  # node, parent slot to fill, depth
     while stack:
@@ -58,6 +88,7 @@ def _flatten_tree(root: Any, column: dict[str, int], n_classes: int) -> FlatTree
         depth = max(depth, d)
         left.append(-1)
         right.append(-1)
+        nodes.append(node)
         dist = np.zeros(n_classes)
         if isinstance(node, NumericBinaryBranch):
             feature.append(column[node.feature])
@@ -69,14 +100,24 @@ def _flatten_tree(root: Any, column: dict[str, int], n_classes: int) -> FlatTree
         else:
             feature.append(-1)
             threshold.append(0.0)
-            total = sum(node.stats.values()) if node.stats else 0
-            for label, count in (node.stats or {}).items():
-                dist[CLASSES.index(label)] = count / total if total else 0.0
+            dist = _distribution(node.stats, n_classes)
         proba.append(dist)
     return FlatTree(
         np.array(feature, dtype=np.int64), np.array(threshold), np.array(left, dtype=np.int64),
-        np.array(right, dtype=np.int64), np.array(proba).reshape(-1, n_classes), depth,
+        np.array(right, dtype=np.int64), np.array(proba).reshape(-1, n_classes), depth, nodes,
     )  # fmt: skip
+
+
+def _shape(tree: Any) -> tuple[Any, ...]:
+    """What changes when a tree's structure does: the tree (ARF swaps in a background tree on
+    drift), its root (the first split) and its leaf counts (a split adds a leaf; deactivating
+    one, which replaces its node, moves one from active to inactive). Objects, compared by
+    identity: an id could be reused once the old tree is freed."""
+    return (tree, tree._root, tree._n_active_leaves, tree._n_inactive_leaves)
+
+
+def _same_shape(a: tuple[Any, ...] | None, b: tuple[Any, ...]) -> bool:
+    return a is not None and a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:]
 
 
 class FlowClassifier:
@@ -103,6 +144,8 @@ class FlowClassifier:
         self.columns = {name: i for i, name in enumerate(FEATURES)}
         self.learned = 0
         self._flat: list[tuple[FlatTree, float]] | None = None
+        self._trees: list[tuple[tuple[Any, ...], FlatTree] | None] = []  # per forest member
+        self._touched: list[Array] = []  # rows learned since the copy was last brought up to date
         self._rng = np.random.default_rng(seed)
 
     # -- learning ---------------------------------------------------------------------------
@@ -119,20 +162,40 @@ class FlowClassifier:
         self.learned += len(rows)
         if len(rows):
             self._flat = None
+            self._touched.append(x[rows])
         return len(rows)
 
     # -- prediction -------------------------------------------------------------------------
     def _forest(self) -> list[tuple[FlatTree, float]]:
-        if self._flat is None:
-            flat = []
-            for i, tree in enumerate(self.model):
-                if tree._root is None:
-                    continue
-                metric = self.model._metrics[i].get()
-                weight = metric if (not self.model.disable_weighted_vote and metric > 0) else 1.0
-                flat.append((_flatten_tree(tree._root, self.columns, len(CLASSES)), weight))
-            self._flat = flat
-        return self._flat
+        """The numpy copy of the forest, brought up to date after learning: a tree whose
+        structure changed is copied again; in the others only the leaves the learned rows
+        reached have new counts (copying every tree after every batch took 2 ms for the
+        bootstrapped forest's 1,900 nodes: 1.6 microseconds a record in the benchmark)."""
+        if self._flat is not None:
+            return self._flat
+        touched = np.concatenate(self._touched) if self._touched else None
+        self._touched = []
+        members = list(self.model)
+        if len(self._trees) != len(members):
+            self._trees = [None] * len(members)
+        flat = []
+        for i, tree in enumerate(members):
+            if tree._root is None:
+                self._trees[i] = None
+                continue
+            shape, known = _shape(tree), self._trees[i]
+            if known is not None and _same_shape(known[0], shape):
+                copy = known[1]
+                if touched is not None:
+                    copy.refresh(copy.leaves_of(touched))
+            else:
+                copy = _flatten_tree(tree._root, self.columns, len(CLASSES))
+                self._trees[i] = (shape, copy)
+            metric = self.model._metrics[i].get()
+            weight = metric if (not self.model.disable_weighted_vote and metric > 0) else 1.0
+            flat.append((copy, weight))
+        self._flat = flat
+        return flat
 
     def predict_proba(self, x: Array) -> Array:
         """(n, classes) probabilities; before any learning every row is ``other``."""
@@ -140,16 +203,7 @@ class FlowClassifier:
         out = np.zeros((n, len(CLASSES)))
         trees = self._forest() if n else []
         for tree, weight in trees:
-            node = np.zeros(n, dtype=np.int64)
-            rows = np.arange(n)
-            for _ in range(tree.depth):
-                f = tree.feature[node]
-                inner = f >= 0
-                if not inner.any():
-                    break
-                go_left = x[rows[inner], f[inner]] <= tree.threshold[node[inner]]
-                node[inner] = np.where(go_left, tree.left[node[inner]], tree.right[node[inner]])
-            out += weight * tree.proba[node]
+            out += weight * tree.proba[tree.leaves_of(x)]
         total = out.sum(axis=1, keepdims=True)
         empty = total[:, 0] <= 0
         np.divide(out, total, out=out, where=~empty[:, None])

@@ -42,6 +42,25 @@ def test_batch_prediction_equals_rivers_own():
     assert (best == rule(probe)).mean() > 0.85  # it learned the rule, too
 
 
+def test_the_copy_follows_river_batch_after_batch():
+    """Learning in small batches (splits, leaves whose counts change, drift swaps): after
+    each one the numpy copy still predicts exactly what river does."""
+    feats, y = synthetic(2400, 4)
+    y[1200:] = np.where(y[1200:] == INDEX["web"], INDEX["bulk"], y[1200:])  # a drift
+    clf = FlowClassifier(n_models=4, seed=5)
+    probe, _ = synthetic(60, 6)
+    shapes = set()
+    for start in range(0, len(y), 40):
+        clf.learn(feats[start : start + 40], y[start : start + 40])
+        ours = clf.predict_proba(probe)
+        for row, mine in zip(probe, ours, strict=True):
+            theirs = clf.model.predict_proba_one(dict(zip(FEATURES, row.tolist(), strict=True)))
+            want = np.array([theirs.get(c, 0.0) for c in CLASSES])
+            assert mine == pytest.approx(want, abs=1e-9)
+        shapes.add(tuple(t.n_leaves for t in clf.model if t._root is not None))
+    assert len(shapes) > 5  # the trees did grow along the way
+
+
 def test_learning_budget_takes_the_rarest_class_first():
     feats, _ = synthetic(100, 4)
     y = np.full(100, INDEX["bulk"])
