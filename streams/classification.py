@@ -246,7 +246,7 @@ class Classification:
     def bootstrap(self) -> int:
         """Learn the configured labelled datasets (when no checkpoint was restored); return
         how many flows were learned. A dataset that cannot be read is logged and skipped."""
-        from streams.evaluate import load_dataset, train
+        from streams.evaluate import TRAIN_EPOCHS, load_dataset, train
 
         before = self.clf.model.learned
         datasets = []
@@ -261,7 +261,7 @@ class Classification:
         learned = self.clf.model.learned - before
         if learned:
             self.metrics.learned.labels("bootstrap").inc(learned)
-            log.info("classifier bootstrapped from %d labelled flows", learned)
+            log.info("classifier bootstrapped: %d rows learned (%d passes)", learned, TRAIN_EPOCHS)
         return learned
 
     def restore_from_disk(self) -> bool:

@@ -391,6 +391,8 @@ def eval_group() -> None:
     type=click.Choice(["probe", "pmacct", "all"]),
     help="Which records of the --train datasets to learn (default: as --records).",
 )
+@click.option("--train-epochs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Passes over the --train datasets (each in a new interleaving).")  # fmt: skip
 @click.option("--seed", type=int, default=42, show_default=True, help="The forest's seed.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the report as JSON here ('-': only JSON, to stdout).")  # fmt: skip
@@ -402,6 +404,7 @@ def eval_classify(
     batch_size: int,
     records: str,
     train_records: str | None,
+    train_epochs: int,
     seed: int,
     json_out: Path | None,
 ) -> None:
@@ -414,8 +417,9 @@ def eval_classify(
     try:
         cat = load_endpoints(catalog or DEFAULT_ENDPOINTS_PATH)
         report = run_eval(
-            dataset, train_dirs, names == "on", cat, batch_size, seed, records, train_records
-        )
+            dataset, train_dirs, names == "on", cat, batch_size, seed, records, train_records,
+            train_epochs,
+        )  # fmt: skip
     except (InferwatchError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     _emit_report(report.as_dict(), report.text(), json_out)
