@@ -62,6 +62,60 @@ class FlatTree:
             self.proba[i] = _distribution(self.nodes[i].stats, self.proba.shape[1])
 
 
+@dataclass(slots=True)
+class _Stacked:
+    """All trees of the forest in one set of node arrays, so a batch descends every tree in
+    one numpy step per level (tree after tree, the steps were ten times as many)."""
+
+    feature: Array
+    threshold: Array
+    left: Array
+    right: Array
+    proba: Array  # (all nodes, classes), each tree's leaves weighted by the tree's vote
+    roots: Array  # the first node of each tree
+    depth: int
+
+    @classmethod
+    def of(cls, trees: list[tuple[FlatTree, float]]) -> _Stacked:
+        sizes = np.array([len(t.feature) for t, _ in trees], dtype=np.int64)
+        offsets = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
+
+        def shifted(a: Array, off: int) -> Array:
+            return np.where(a >= 0, a + off, -1)
+
+        return cls(
+            np.concatenate([t.feature for t, _ in trees]),
+            np.concatenate([t.threshold for t, _ in trees]),
+            np.concatenate(
+                [shifted(t.left, int(o)) for (t, _), o in zip(trees, offsets, strict=True)]
+            ),
+            np.concatenate(
+                [shifted(t.right, int(o)) for (t, _), o in zip(trees, offsets, strict=True)]
+            ),
+            np.concatenate([w * t.proba for t, w in trees]),
+            offsets,
+            max(t.depth for t, _ in trees),
+        )
+
+    def votes(self, x: Array) -> Array:
+        """(n, classes): the weighted leaf distributions of every tree, summed."""
+        n, t = len(x), len(self.roots)
+        node = np.repeat(self.roots, n)
+        row = np.tile(np.arange(n), t)
+        active = np.arange(n * t)
+        for _ in range(self.depth):
+            at = node[active]
+            f = self.feature[at]
+            inner = f >= 0
+            active, at, f = active[inner], at[inner], f[inner]
+            if active.size == 0:
+                break
+            go_left = x[row[active], f] <= self.threshold[at]
+            node[active] = np.where(go_left, self.left[at], self.right[at])
+        out: Array = self.proba[node].reshape(t, n, -1).sum(axis=0)
+        return out
+
+
 def _distribution(stats: dict[Any, float] | None, n_classes: int) -> Array:
     dist = np.zeros(n_classes)
     total = sum(stats.values()) if stats else 0
@@ -144,6 +198,7 @@ class FlowClassifier:
         self.columns = {name: i for i, name in enumerate(FEATURES)}
         self.learned = 0
         self._flat: list[tuple[FlatTree, float]] | None = None
+        self._stacked: _Stacked | None = None
         self._trees: list[tuple[tuple[Any, ...], FlatTree] | None] = []  # per forest member
         self._touched: list[Array] = []  # rows learned since the copy was last brought up to date
         self._rng = np.random.default_rng(seed)
@@ -195,15 +250,15 @@ class FlowClassifier:
             weight = metric if (not self.model.disable_weighted_vote and metric > 0) else 1.0
             flat.append((copy, weight))
         self._flat = flat
+        self._stacked = _Stacked.of(flat) if flat else None
         return flat
 
     def predict_proba(self, x: Array) -> Array:
         """(n, classes) probabilities; before any learning every row is ``other``."""
         n = len(x)
         out = np.zeros((n, len(CLASSES)))
-        trees = self._forest() if n else []
-        for tree, weight in trees:
-            out += weight * tree.proba[tree.leaves_of(x)]
+        if n and self._forest() and self._stacked is not None:
+            out = self._stacked.votes(x)
         total = out.sum(axis=1, keepdims=True)
         empty = total[:, 0] <= 0
         np.divide(out, total, out=out, where=~empty[:, None])
