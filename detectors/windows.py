@@ -108,12 +108,18 @@ class LinkWindows:
         bytes_out: Array,
         packets_in: Array,
         packets_out: Array,
+        coded: tuple[Array, list[str]] | None = None,
     ) -> None:
+        """``coded``: ``links`` as integer codes and the link of each code, if the caller
+        has them already (``factorize``)."""
         n = len(links)
         if n == 0:
             return
-        code, index = factorize(links.tolist())
-        names = list(index)
+        if coded is None:
+            code, index = factorize(links.tolist())
+            names = list(index)
+        else:
+            code, names = coded
         w_end = np.floor(ts_end / self.window).astype(np.int64)
         w_start = np.minimum(np.floor(ts_start / self.window).astype(np.int64), w_end)
         values = np.stack(

@@ -248,19 +248,22 @@ class Analyzer:
         p_out = np.where(out, batch.packets_fwd, batch.packets_rev)
         self._retransmissions(batch, links, out, p_in, p_out)
 
-        self._count(links, classes, b_in, b_out, p_in, p_out)
-        self._top_talkers(batch, links)
+        code, index = factorize(links.tolist())  # once for the counters, talkers and windows
+        names = list(index)
+        self._count(code, names, classes, b_in, b_out, p_in, p_out)
+        self._top_talkers(batch, code, names)
 
         windows = self._windows(partition)
         late_r, late_b = windows.late_records, windows.late_bytes
         windows.add(
             links, classes, ts_start=batch.ts_start, ts_end=batch.ts_end,
             bytes_in=b_in, bytes_out=b_out, packets_in=p_in, packets_out=p_out,
+            coded=(code, names),
         )  # fmt: skip
         if windows.late_records > late_r:
             self.metrics.late_records.inc(windows.late_records - late_r)
             self.metrics.late_bytes.inc(windows.late_bytes - late_b)
-        for link in set(links.tolist()):
+        for link in names:
             self._owner[link] = partition
         self._publish_windows(windows.close(), partition)
         self.metrics.links.set(len(self.cap.admitted))
@@ -272,20 +275,22 @@ class Analyzer:
         windows.add_watermark(watermark)
         self._publish_windows(windows.close(), partition)
 
-    def _count(self, links: Array, classes: Array, *cols: Array) -> None:
-        code, index = factorize(list(zip(links.tolist(), classes.tolist(), strict=True)))
-        sums = [np.bincount(code, weights=c, minlength=len(index)) for c in cols]
-        flows = np.bincount(code, minlength=len(index))
+    def _count(self, code: Array, names: list[str], classes: Array, *cols: Array) -> None:
+        """Add a batch to the counters, per (link, class); ``code``: the link of each record
+        as an index into ``names``."""
+        pairs, group = np.unique(code * len(CLASSES) + classes, return_inverse=True)
+        sums = [np.bincount(group, weights=c, minlength=len(pairs)) for c in cols]
+        flows = np.bincount(group, minlength=len(pairs))
         m = self.metrics
-        for (link, k), i in index.items():
-            cls = CLASSES[k]
+        for i, pair in enumerate(pairs.tolist()):
+            link, cls = names[pair // len(CLASSES)], CLASSES[pair % len(CLASSES)]
             for direction, b, p in (("in", sums[0], sums[2]), ("out", sums[1], sums[3])):
                 if b[i] or p[i]:
                     m.bytes.labels(link, direction, cls).inc(b[i])
                     m.packets.labels(link, direction, cls).inc(p[i])
             m.flows.labels(link, cls).inc(int(flows[i]))
 
-    def _top_talkers(self, batch: FlowBatch, links: Array) -> None:
+    def _top_talkers(self, batch: FlowBatch, code: Array, names: list[str]) -> None:
         n = len(batch)
         total = (batch.bytes_fwd + batch.bytes_rev).astype(np.float64)
         src, dst = batch.src_ip.tolist(), batch.dst_ip.tolist()
@@ -297,13 +302,12 @@ class Analyzer:
         flow_keys[:] = [
             f"{a}:{b} > {c}:{d} /{e}" for a, b, c, d, e in zip(src, sp, dst, dp, pr, strict=True)
         ]
-        code, _ = factorize(links.tolist())
         order = np.argsort(code, kind="stable")
         bounds = np.flatnonzero(np.diff(code[order])) + 1
         host_keys = np.empty(2 * n, dtype=object)
         host_keys[:] = src + dst
         for rows in np.split(order, bounds):
-            link = links[rows[0]]
+            link = names[code[rows[0]]]
             tt = self.talkers.get(link)
             if tt is None:
                 tt = self.talkers[link] = TopTalkers(self.cfg.top_k, self.cfg.top_windows)
