@@ -6,7 +6,9 @@ learning on the labelled flows of the batch: those the catalog labels with one c
 *behaviour-only* prediction (made before learning them) is compared with the label, so the
 precision/recall/F1 gauges measure the learner, not the names. ``feedback`` does the same for
 operators' labelled flows (topic ``labels.v1``). Learning is bounded by
-``classify.learn_per_batch`` per call.
+``classify.learn_per_batch`` per call and ``classify.learn_per_second`` (a token bucket):
+learning one flow costs about a millisecond (river's forest, per flow), so a batch budget alone
+let a stream of named flows take most of the worker.
 
 The error stream of those labelled predictions feeds river's ADWIN; a detected change is a
 ``classifier_drift`` event for alerts.v1. The model is saved every ``checkpoint_seconds`` (to
@@ -111,6 +113,8 @@ class Classification:
         self.adwin = drift.ADWIN(delta=cfg.drift_delta)  # type: ignore[no-untyped-call]
         self.last_checkpoint = clock()
         self.drift_since: float | None = None  # the open drift alert, if any
+        self._tokens = float(cfg.learn_per_batch)  # flows that may be learned now
+        self._refilled = clock()
         self.last_drift = 0.0
 
     # -- the work --------------------------------------------------------------------------
@@ -152,11 +156,22 @@ class Classification:
         if self.clf.model.learned:  # progressive validation: predicted before learning
             predicted = self.clf.model.predict(result.features[rows])[0]
             self._validate(labels[rows], predicted)
-        learned = self.clf.learn(
-            result.features[rows], labels[rows], budget=self.cfg.learn_per_batch
-        )
+        learned = self.clf.learn(result.features[rows], labels[rows], budget=self._budget())
+        self._tokens -= learned
         self.metrics.learned.labels(source).inc(learned)
+        if learned < rows.size:
+            self.metrics.unlearned.labels(source).inc(rows.size - learned)
         return learned
+
+    def _budget(self) -> int:
+        """Flows that may be learned now: the bucket refills at ``learn_per_second`` up to
+        ``learn_per_batch``."""
+        now = self.clock()
+        elapsed = max(now - self._refilled, 0.0)
+        self._refilled = now
+        cap = float(self.cfg.learn_per_batch)
+        self._tokens = min(cap, self._tokens + elapsed * self.cfg.learn_per_second)
+        return int(self._tokens)
 
     def _validate(self, truth: Array, predicted: Array) -> None:
         for t, p in zip(truth.tolist(), predicted.tolist(), strict=True):

@@ -149,6 +149,9 @@ class ClassifyConfig(_Section):
         True, description="off/false: behaviour only, the catalog is ignored when predicting"
     )
     learn_per_batch: int = Field(64, ge=0, description="labelled flows learned per batch at most")
+    learn_per_second: float = Field(
+        50.0, gt=0, description="labelled flows learned per second at most (about 1 ms each)"
+    )
     feedback_topic: str = "labels.v1"
     checkpoint: Literal["kafka", "disk", "off"] = "kafka"
     checkpoint_topic: str = "classifier.v1"

@@ -387,6 +387,12 @@ class ClassifierMetrics:
             ["source"],
             registry=registry,
         )
+        self.unlearned = Counter(
+            "inferwatch_classifier_unlearned_flows",
+            "Labelled flows left unlearned by the learning budget, per source (catalog, feedback).",
+            ["source"],
+            registry=registry,
+        )
         self.precision = Gauge(
             "inferwatch_classifier_precision",
             "Progressive (test-then-train) precision per class over the last labelled flows.",

@@ -196,6 +196,33 @@ def test_a_changed_world_is_a_drift_event_on_alerts():
     assert events[1]["fingerprint"] == events[0]["fingerprint"]
 
 
+def test_learning_is_bounded_per_second_and_what_is_left_is_counted():
+    """Learning a flow costs about a millisecond: named flows arriving faster than
+    ``learn_per_second`` are not all learned, and the ones left are counted."""
+    from prometheus_client import CollectorRegistry
+
+    from streams.classification import Classification
+    from streams.config import ClassifyConfig
+    from streams.metrics import ClassifierMetrics
+
+    now = [1000.0]
+    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=64,
+                         learn_per_second=10)  # fmt: skip
+    c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), clock=lambda: now[0])
+    d = load_dataset(RECORDINGS / "eval-a-3m")
+    labelled = int((d.labels >= 0).sum())
+    assert labelled > 64
+    assert c.feedback(d.batch, d.labels) == 64  # a full bucket: one batch's worth
+    assert c.feedback(d.batch, d.labels) == 0  # no time has passed
+    now[0] += 2.5
+    assert c.feedback(d.batch, d.labels) == 25  # 10 a second
+    now[0] += 3600  # an idle hour refills the bucket to one batch, no more
+    assert c.feedback(d.batch, d.labels) == 64
+    m = c.metrics
+    assert m.learned.labels("feedback")._value.get() == 64 + 25 + 64
+    assert m.unlearned.labels("feedback")._value.get() == 4 * labelled - (64 + 25 + 64)
+
+
 def test_real_non_ai_captures_the_model_never_saw_are_not_taken_for_ai():
     """nDPI's real captures (no AI traffic in them): three applications held out, the model
     learns the lab's recordings with or without the other real captures, interleaved as the
