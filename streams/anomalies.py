@@ -19,7 +19,9 @@ the score and the window as context) follow a small state machine per (link, ser
   on a share (``ai_share``) the window's share must be at least ``share_floor`` (2 points of
   the link's bytes) from the expected one (a link whose AI traffic is a trickle moves its
   share between 0 and 1 % in ever new patterns, which is no incident);
-* it is not repeated while it lasts (and the detector reports no new onset for ``hold`` points);
+* it is not repeated while it lasts (and the detector reports no new onset for ``hold`` points;
+  when a floor held an onset back, the detector's hold does not stop a later one: while it
+  lasts, a level at or above ``threshold`` beyond the floors is an onset);
 * **resolved** once the level has stayed under ``resolve_level`` for ``resolve_windows`` windows
   (hysteresis: a level hovering around the threshold does not flap).
 
@@ -77,6 +79,7 @@ class Track:
     below: int = 0  # windows under resolve_level while firing
     since: float | None = None  # start of the firing anomaly's first window
     peak: float = 0.0
+    muted: bool = False  # an onset was held back by a floor: the detector holds, we do not
 
     def band(self) -> tuple[float, float]:
         """mean +/- 3 standard deviations; every series is a rate or a share, so not below 0."""
@@ -135,18 +138,26 @@ class LinkAnomalies:
     ) -> None:  # fmt: skip
         cfg = self.cfg
         if tr.since is None:
-            if name in COUNTS and not _beyond_counting_noise(x, band[0], self.window):
-                score = level = 0.0  # the pattern is novel, the change is within noise
-            if name in SHARES and abs(x - band[0]) < cfg.share_floor:
-                score = level = 0.0  # novel, but the link's mix has hardly moved
-            if score >= cfg.threshold or (tr.above and level >= cfg.threshold):
+            noise = name in COUNTS and not _beyond_counting_noise(x, band[0], self.window)
+            small = name in SHARES and abs(x - band[0]) < cfg.share_floor
+            if noise or small:  # a novel pattern, but a change within counting noise, or a
+                # link mix that has hardly moved
+                if score >= cfg.threshold:
+                    # the detector takes this for an onset and reports no other for ``hold``
+                    # points; a real one in that time must still start an event here
+                    tr.muted = True
+                score = level = 0.0
+            if tr.det.cooldown == 0:
+                tr.muted = False
+            onset = score >= cfg.threshold or (tr.muted and level >= cfg.threshold)
+            if onset or (tr.above and level >= cfg.threshold):
                 tr.above += 1
                 tr.peak = max(tr.peak, level)
             else:
                 tr.above, tr.peak = 0, 0.0
             if tr.above >= cfg.min_windows:
                 tr.since = float(c.start) - (tr.above - 1) * self.window
-                tr.above, tr.below = 0, 0
+                tr.above, tr.below, tr.muted = 0, 0, False
                 self.metrics.active.labels(c.link, name).set(1)
                 self._event("firing", c, name, tr, x, band, level)
             return
@@ -216,7 +227,7 @@ class LinkAnomalies:
         if tracks is None:
             return None
         state = {
-            name: (tr.det.dumps(), tr.mean, tr.var, tr.above, tr.below, tr.since, tr.peak)
+            name: (tr.det.dumps(), tr.mean, tr.var, tr.above, tr.below, tr.since, tr.peak, tr.muted)
             for name, tr in tracks.items()
         }
         return pickle.dumps((STATE_FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
@@ -230,8 +241,11 @@ class LinkAnomalies:
             if name not in state:
                 tracks[name] = Track(self.cfg.detector.build())
                 continue
-            det, mean, var, above, below, since, peak = state[name]
-            tracks[name] = Track(NoveltyDetector.loads(det), mean, var, above, below, since, peak)
+            det, mean, var, above, below, since, peak, *more = state[name]  # more: muted
+            tracks[name] = Track(
+                NoveltyDetector.loads(det), mean, var, above, below, since, peak,
+                bool(more[0]) if more else False,
+            )  # fmt: skip
         self._set(link, tracks)
 
 

@@ -177,6 +177,35 @@ def test_an_ai_share_fires_when_the_mix_moves_by_two_points_not_less() -> None:
     assert [k for k in run(0.02, 0.08) if 300 <= k <= 303]
 
 
+def test_an_onset_a_floor_held_back_does_not_hide_the_next_incident(monkeypatch) -> None:
+    """A one-point step of the AI share (held back by the floor) makes the detector report no
+    new onset for ``hold`` points; a step to 8 % ten windows later must still fire at once."""
+    rng = np.random.default_rng(8)
+    calm = list(0.002 + rng.normal(0, 0.0004, 300))
+    shares = [*calm, *[0.012] * 3, *calm[:7], *[0.08] * 10]
+
+    def fired() -> list[float]:
+        la, events, _ = _anomalies(series=["ai_share"], share_floor=0.02)
+        for k, ai in enumerate(shares):
+            la.observe(_window(k, 1e6, ai=ai))
+        return [
+            (e["context"]["window_start"] - 1_700_000_000.0) / W  # type: ignore[index,operator]
+            for e in events
+            if e["status"] == "firing"
+        ]
+
+    real_step = LinkAnomalies._step
+
+    def without_memory(self, c, name, tr, *args):  # type: ignore[no-untyped-def]
+        tr.muted = False  # forget, window after window, that an onset was held back
+        return real_step(self, c, name, tr, *args)
+
+    monkeypatch.setattr(LinkAnomalies, "_step", without_memory)
+    assert not [k for k in fired() if 300 <= k <= 319], "the hold should hide it: no test"
+    monkeypatch.undo()
+    assert [k for k in fired() if 310 <= k <= 313]
+
+
 def _flows_run(counts: list[int]) -> list[dict[str, object]]:
     la, events, _ = _anomalies(series=["flows"])
     for k, n in enumerate(counts):
@@ -227,3 +256,17 @@ def test_a_kept_lab_run_replays_offline_like_the_worker(tmp_path) -> None:
     ]
     out = replay(tmp_path, {"series": ["bytes"], "detector": FAST.model_dump()})
     assert out["fired"] == expected and (3000, "bytes") in [(t // 10 * 10, s) for t, s in expected]
+
+
+def test_state_saved_before_the_muted_flag_still_restores() -> None:
+    import pickle
+
+    la, _, _ = _anomalies(series=["bytes"])
+    for k, rate in enumerate(_traffic(60)):
+        la.observe(_window(k, rate))
+    fmt, state = pickle.loads(la.dump("r1:ge-0/0/1") or b"")
+    old = pickle.dumps((fmt, {name: t[:7] for name, t in state.items()}))  # no muted field
+    again, _, _ = _anomalies(series=["bytes"])
+    again.restore("r1:ge-0/0/1", old)
+    tr = again.tracks["r1:ge-0/0/1"]["bytes"]
+    assert tr.muted is False and tr.det.seen == 60
