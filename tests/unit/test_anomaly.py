@@ -257,3 +257,22 @@ def test_a_checkpoint_from_before_the_level_part_loads_with_it_empty() -> None:
     old.learn_one(50.0, 400.0)  # and it goes on
     with pytest.raises(ValueError, match="format 7"):
         NoveltyDetector.loads(pickle.dumps((7, state)))
+
+
+def test_a_checkpoint_with_the_ranking_as_a_list_loads_and_goes_on() -> None:
+    """Checkpoints written when the calm means were ranked in a list (32 bytes a mean, now
+    an array of 8) load, and the detector scores on as if never saved."""
+    rng = np.random.default_rng(2)
+    xs = list(np.sin(np.arange(1200) / 15) + rng.normal(0, 0.05, 1200))
+    det = NoveltyDetector(window=8, memory=300, warmup=50, short=5, long=400, hold=20)
+    for i, x in enumerate(xs[:900]):
+        det.learn_one(x, float(i))
+    assert len(det.calm_sorted) > 50
+    fmt, state = pickle.loads(det.dumps())
+    state["calm_sorted"] = list(state["calm_sorted"])
+    old = NoveltyDetector.loads(pickle.dumps((fmt, state)))
+    assert list(old.calm_sorted) == list(det.calm_sorted)
+    for i, x in enumerate(xs[900:], start=900):
+        assert old.score_one(x, float(i)) == det.score_one(x, float(i))
+        old.learn_one(x, float(i))
+        det.learn_one(x, float(i))
