@@ -232,7 +232,7 @@ def behaviour_features(batch: FlowBatch, answers: _Answers | None = None) -> Arr
     """The (n, len(FEATURES)) matrix of behaviour features; NaN becomes -1 (never a value).
     ``answers``: the packet view of a batch with these records' packet summaries."""
     n = len(batch)
-    f = flow_features(batch)
+    f = flow_features(batch, packets=False)  # the counters' statistics: packets are below
     a = answers or _Answers(batch)
     p = a.p
     cols: dict[str, Array] = {

@@ -73,8 +73,9 @@ def segment_stats(values: Array, seg: Array, n: int) -> dict[str, Array]:
     return out
 
 
-def flow_features(batch: FlowBatch) -> dict[str, Array]:
-    """All per-flow statistics of the batch as float64 columns (see FEATURES)."""
+def flow_features(batch: FlowBatch, packets: bool = True) -> dict[str, Array]:
+    """All per-flow statistics of the batch as float64 columns (see FEATURES); with
+    ``packets`` false only those of the counters (no sorting of the packet summaries)."""
     n = len(batch)
     duration = batch.duration()
     span = np.maximum(duration, MIN_DURATION)
@@ -94,6 +95,8 @@ def flow_features(batch: FlowBatch) -> dict[str, Array]:
         "mean_pkt_bytes_rev": _ratio(br, pr),
         "down_up_ratio": _ratio(br, bf),
     }
+    if not packets:
+        return out
     rec = batch.packet_record()
     size = batch.pkt_size.astype(np.float64)
     direction = batch.pkt_dir
