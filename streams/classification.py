@@ -34,7 +34,7 @@ from river import drift
 from detectors.classes import AI_CLASSES, CLASSES, INDEX, class_scores
 from detectors.classifier import FlowClassifier
 from detectors.classify import Classified, TrafficClassifier, confident_labels
-from detectors.flows import Array, FlowBatch
+from detectors.flows import Array, FlowBatch, factorize
 from streams.alerts import alert_event
 from streams.config import ClassifyConfig, resolve_path
 from streams.endpoints import load_endpoints
@@ -138,16 +138,25 @@ class Classification:
                 self.metrics.classified.labels(CLASSES[k], evidence).inc(int(counts[k]))
 
     def _qoe(self, result: Classified, links: Array) -> None:
+        """The QoE estimates of AI flows into the per-(link, class) histograms, a group of
+        flows at a time."""
         q = result.qoe
-        ai = np.isfinite(asked_ttft(result))
-        for i in np.flatnonzero(ai):
-            link, cls = str(links[i]), CLASSES[result.label[i]]
-            self.metrics.ttft.labels(link, cls).observe(float(q["ttft_s"][i]))
-            if np.isfinite(q["tokens_per_s"][i]):
-                self.metrics.token_rate.labels(link, cls).observe(float(q["tokens_per_s"][i]))
-                self.metrics.token_gap.labels(link, cls).observe(float(q["token_gap_s"][i]))
-            if q["stalls"][i] > 0:
-                self.metrics.stalls.labels(link, cls).inc(float(q["stalls"][i]))
+        ai = np.flatnonzero(np.isfinite(asked_ttft(result)))
+        if ai.size == 0:
+            return
+        pairs = zip(links[ai].tolist(), result.label[ai].tolist(), strict=True)
+        code, index = factorize(list(pairs))
+        m = self.metrics
+        for (link, k), i in index.items():
+            rows = ai[code == i]
+            key = (str(link), CLASSES[k])
+            m.ttft.observe_many(q["ttft_s"][rows], key)
+            streamed = rows[np.isfinite(q["tokens_per_s"][rows])]
+            m.token_rate.observe_many(q["tokens_per_s"][streamed], key)
+            m.token_gap.observe_many(q["token_gap_s"][streamed], key)
+            stalls = float(q["stalls"][rows].sum())
+            if stalls > 0:
+                m.stalls.labels(*key).inc(stalls)
 
     def _learn(self, result: Classified, labels: Array, source: str) -> int:
         rows = np.flatnonzero(labels >= 0)

@@ -13,6 +13,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from streams.ingest.reasons import REASONS
 
@@ -36,7 +37,8 @@ LATENCY_BUCKETS = (
 
 
 class BulkHistogram(Collector):
-    """A histogram that observes whole numpy arrays at once (one searchsorted, one bincount).
+    """A histogram that observes whole numpy arrays at once (one searchsorted, one bincount),
+    optionally per label values (``labelnames``; each ``observe_many`` names its labels).
 
     >>> reg = CollectorRegistry()
     >>> h = BulkHistogram("demo_seconds", "Demo.", (0.1, 1.0), registry=reg)
@@ -45,33 +47,55 @@ class BulkHistogram(Collector):
     2.0
     >>> reg.get_sample_value("demo_seconds_count")
     3.0
+    >>> by = BulkHistogram("demo_by_seconds", "Demo.", (1.0,), ["link"], registry=reg)
+    >>> by.observe_many(np.array([0.5, 2.0]), ("r1",))
+    >>> reg.get_sample_value("demo_by_seconds_bucket", {"link": "r1", "le": "1.0"})
+    1.0
     """
 
     def __init__(
-        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        labelnames: Sequence[str] = (),
+        *,
+        registry: CollectorRegistry,
     ) -> None:
         self.name = name
         self.documentation = documentation
+        self.labelnames = tuple(labelnames)
         self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
-        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)
-        self._sum = 0.0
+        self._les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        self._series: dict[tuple[str, ...], tuple[np.ndarray, list[float]]] = {}
+        if not self.labelnames:
+            self._series[()] = (np.zeros(len(self.bounds) + 1, dtype=np.int64), [0.0])
         registry.register(self)
 
-    def observe_many(self, values: np.ndarray) -> None:
+    def observe_many(self, values: np.ndarray, labels: tuple[str, ...] = ()) -> None:
         if values.size == 0:
             return
+        series = self._series.get(labels)
+        if series is None:
+            if len(labels) != len(self.labelnames):
+                raise ValueError(f"{self.name}: labels {labels} for {self.labelnames}")
+            series = self._series[labels] = (
+                np.zeros(len(self.bounds) + 1, dtype=np.int64), [0.0]
+            )  # fmt: skip
+        counts, total = series
         slots = np.searchsorted(self.bounds, values, side="left")
-        self._counts += np.bincount(slots, minlength=len(self._counts))
-        self._sum += float(values.sum())
+        counts += np.bincount(slots, minlength=len(counts))
+        total[0] += float(values.sum())
+
+    def remove(self, *labels: str) -> None:
+        """Drop one labelled series (KeyError if it was never observed)."""
+        del self._series[labels]
 
     def collect(self) -> Iterable[Metric]:
-        cumulative = np.cumsum(self._counts)
-        buckets = [
-            (repr(float(b)), float(c)) for b, c in zip(self.bounds, cumulative, strict=False)
-        ]
-        buckets.append(("+Inf", float(cumulative[-1])))
-        fam = HistogramMetricFamily(self.name, self.documentation)
-        fam.add_metric([], buckets, self._sum)
+        fam = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, (counts, total) in list(self._series.items()):
+            cumulative = np.cumsum(counts).astype(np.float64).tolist()
+            fam.add_metric(list(labels), list(zip(self._les, cumulative, strict=True)), total[0])
         yield fam
 
 
@@ -428,25 +452,25 @@ class ClassifierMetrics:
             ["outcome"],
             registry=registry,
         )
-        self.ttft = Histogram(
+        self.ttft = BulkHistogram(
             "inferwatch_ai_time_to_first_token_seconds",
             "Estimated time to first token of AI flows, per link and AI class.",
+            TTFT_BUCKETS,
             ["link", "class"],
-            buckets=TTFT_BUCKETS,
             registry=registry,
         )
-        self.token_rate = Histogram(
+        self.token_rate = BulkHistogram(
             "inferwatch_ai_tokens_per_second",
             "Estimated tokens per second of streaming AI flows, per link and AI class.",
+            RATE_BUCKETS,
             ["link", "class"],
-            buckets=RATE_BUCKETS,
             registry=registry,
         )
-        self.token_gap = Histogram(
+        self.token_gap = BulkHistogram(
             "inferwatch_ai_inter_token_gap_seconds",
             "Estimated median gap between tokens of streaming AI flows, per link and AI class.",
+            GAP_BUCKETS,
             ["link", "class"],
-            buckets=GAP_BUCKETS,
             registry=registry,
         )
         self.stalls = Counter(

@@ -74,3 +74,32 @@ async def test_metrics_endpoint_serves_only_the_families_asked_for():
         await svc.on_stop()
     assert "demo_records_total 3.0" in everything and "demo_links 7.0" in everything
     assert "demo_records_total 3.0" in only and "demo_links" not in only
+
+
+def test_labelled_bulk_histogram_matches_prometheus_histogram():
+    """The QoE histograms per (link, class) are observed a group of flows at a time: the
+    exposition is what prometheus_client's own labelled Histogram gives."""
+    from prometheus_client.exposition import generate_latest
+
+    from streams.metrics import GAP_BUCKETS
+
+    rng = np.random.default_rng(2)
+    reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
+    bulk = BulkHistogram("gap_seconds", "x", GAP_BUCKETS, ["link", "class"], registry=reg_a)
+    ref = Histogram("gap_seconds", "x", ["link", "class"], buckets=GAP_BUCKETS, registry=reg_b)
+    for link, cls in [("r1", "ai-api"), ("r2", "ai-chat-stream"), ("r1", "ai-api")]:
+        values = rng.exponential(0.05, 300)
+        bulk.observe_many(values, (link, cls))
+        for v in values:
+            ref.labels(link, cls).observe(v)
+    bulk.remove("r2", "ai-chat-stream")
+    ref.remove("r2", "ai-chat-stream")
+
+    def lines(reg: CollectorRegistry) -> list[str]:
+        text = generate_latest(reg).decode()
+        return sorted(ln for ln in text.splitlines() if "_created" not in ln and "_sum" not in ln)
+
+    assert lines(reg_a) == lines(reg_b)
+    assert reg_a.get_sample_value(
+        "gap_seconds_sum", {"link": "r1", "class": "ai-api"}
+    ) == pytest.approx(reg_b.get_sample_value("gap_seconds_sum", {"link": "r1", "class": "ai-api"}))
