@@ -5,9 +5,11 @@ its own drift detector that grows a background tree and swaps it in when the tre
 rises). Learning is per flow, so it is sampled and bounded by the caller (``learn`` takes at
 most ``budget`` rows per call, the rarest classes first).
 
-Prediction is not per flow: after learning, the forest is copied into numpy arrays (per tree:
-split feature, threshold, children, and the class distribution of every leaf) and a whole
-batch descends all trees at once, one numpy step per tree level. The copy reproduces river's
+Prediction is not per flow: the forest is copied into numpy arrays (per tree: split feature,
+threshold, children, and the class distribution of every leaf; then all trees in one set of
+arrays) and a whole batch descends every tree at once, one numpy step per level. After
+learning, only trees whose structure changed are copied again; in the others the leaves the
+learned rows reached are refreshed. The copy reproduces river's
 ``predict_proba_one`` exactly (each tree's leaf distribution, weighted by the tree's running
 accuracy as ARF weighs its votes); ``tests/unit/test_classifier.py`` checks that on random
 data, so a river upgrade that changes its trees fails there rather than silently here.
