@@ -186,8 +186,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
                 topic = cfg.classify.checkpoint_topic
                 data = await read_latest(cfg, topic, k.app_id.encode())
                 restored = classification.restore(data, topic)
-            if not restored:
-                classification.bootstrap()
+            if not restored:  # seconds of learning: in a thread, the event loop goes on
+                await asyncio.to_thread(classification.bootstrap)
         except Exception:  # the worker runs without its old model rather than not at all
             log.exception("could not read the classifier checkpoint; starting fresh")
         finally:
@@ -237,6 +237,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
 
         @app.agent(feedback)
         async def learn_feedback(stream: Any) -> None:
+            await model_ready.wait()  # the bootstrap learns in a thread: not two learners
             decoder = FeedbackDecoder(classification.metrics)
             async for values in stream.take(500, within=1.0):
                 batch, labels = decoder.decode(values)
