@@ -177,6 +177,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         """Load the classifier's last checkpoint before the first batch is analysed."""
         if classification is None:
             model_ready.set()
+            metrics.ready.set(1)
             return
         restored = False
         try:
@@ -192,6 +193,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             log.exception("could not read the classifier checkpoint; starting fresh")
         finally:
             model_ready.set()
+            metrics.ready.set(1)
 
     @app.agent(flows)
     async def analyse(stream: Any) -> None:

@@ -297,27 +297,30 @@ def _start_worker(
     return _Worker(proc, port, log, names)
 
 
+def _backlog_rate(worker: _Worker, broker: str, values: list[bytes]) -> tuple[float, float]:
+    """Once the worker is ready (its classifier bootstrapped: startup, not throughput), produce
+    ``values`` as a backlog and time the worker from the first record sent until it analysed
+    them all; (records/s, seconds the producer took). The producer runs beside the worker for
+    its first seconds, so the rate errs low."""
+    _wait(worker.port, "inferwatch_analysis_ready", 1, worker.proc, 300)
+    t0 = time.monotonic()
+    produce_s = asyncio.run(produce(broker, worker.names["raw"], values))
+    _, last = _wait(worker.port, "inferwatch_analysed_records_total", len(values), worker.proc, 900)
+    return len(values) / max(last - t0, 1e-9), produce_s
+
+
 def run(plan: Plan) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
     names = _names(suffix)
     now = time.time()
     asyncio.run(_create_topics(plan.broker, names))
-    if plan.distinct:  # generated and produced in chunks: millions of records
-        produce_s = 0.0
-        for start in range(0, plan.records, 500_000):
-            chunk = distinct_records(start, min(500_000, plan.records - start), now)
-            produce_s += asyncio.run(produce(plan.broker, names["raw"], chunk))
-    else:
-        produce_s = asyncio.run(produce(plan.broker, names["raw"], make_records(plan, now)))
-    raw_rate = asyncio.run(raw_consume_rate(plan.broker, names["raw"], plan.records))
-
+    values = distinct_records(0, plan.records, now) if plan.distinct else make_records(plan, now)
     worker = _start_worker(plan.broker, suffix, names)
     proc, port = worker.proc, worker.port
     try:
-        first, _ = _wait(port, "inferwatch_flow_records_total", 1, proc, 120)
-        _, last = _wait(port, "inferwatch_analysed_records_total", plan.records, proc, 600)
-        elapsed = max(last - first, 1e-9)
-        worker_rate = plan.records / elapsed if plan.records > 1 else 0.0
+        worker_rate, produce_s = _backlog_rate(worker, plan.broker, values)
+        del values
+        raw_rate = asyncio.run(raw_consume_rate(plan.broker, names["raw"], plan.records))
         # latency at about half the maximum rate
         rate = plan.latency_rate or max(worker_rate / 2, 100.0)
         n_lat = max(int(rate * plan.latency_seconds), 100)
@@ -476,27 +479,22 @@ def soak_summary(samples: list[dict[str, Any]], rate: float) -> dict[str, Any]:
 def run_classify_cost(plan: Plan) -> dict[str, Any]:
     """The worker's throughput with classification off and on, on the same records, one run.
 
-    Records are produced once; two workers (each its own groups and flows topic) read them
-    one after the other, first without classification, then with it (the default).
+    The same records go to two workers (each its own topics and groups) one after the other,
+    first without classification, then with it (the default), each once it is ready.
     """
     suffix = uuid.uuid4().hex[:8]
     names = _names(suffix)
-    now = time.time()
-    asyncio.run(_create_topics(plan.broker, names))
-    asyncio.run(produce(plan.broker, names["raw"], make_records(plan, now)))
+    values = make_records(plan, time.time())
     rates: dict[str, float] = {}
     for mode in ("off", "on"):
-        run_names = {**names, **{k: f"{v}.{mode}" for k, v in names.items() if k != "raw"}}
+        run_names = {**names, **{k: f"{v}.{mode}" for k, v in names.items()}}
+        asyncio.run(_create_topics(plan.broker, run_names))
         worker = _start_worker(
             plan.broker, f"{suffix}-{mode}", run_names,
             {"INFERWATCH_CLASSIFY__ENABLED": "true" if mode == "on" else "false"},
         )  # fmt: skip
         try:
-            first, _ = _wait(worker.port, "inferwatch_flow_records_total", 1, worker.proc, 120)
-            _, last = _wait(
-                worker.port, "inferwatch_analysed_records_total", plan.records, worker.proc, 900
-            )
-            rates[mode] = plan.records / max(last - first, 1e-9)
+            rates[mode], _ = _backlog_rate(worker, plan.broker, values)
         finally:
             worker.stop()
     return {
@@ -524,8 +522,8 @@ def _sum_metric(workers: list[_Worker], name: str) -> float:
 def run_scale(plan: Plan, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     """Throughput of 1, 2, ... workers in one group on the same input, one run.
 
-    Per count: a private raw topic (4 partitions) and groups; the workers start and join
-    first (8 s), then N records are produced, and the rate runs from the first record any
+    Per count: a private raw topic (4 partitions) and groups; the workers start, get ready
+    and join first (8 s), then N records are produced, and the rate runs from the first record any
     worker analyses to the last (their analysed totals summed).
     """
     now = time.time()
@@ -537,6 +535,8 @@ def run_scale(plan: Plan, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
         asyncio.run(_create_topics(plan.broker, names))
         workers = [_start_worker(plan.broker, suffix, names) for _ in range(count)]
         try:
+            for w in workers:  # classifiers bootstrapped: startup is not throughput
+                _wait(w.port, "inferwatch_analysis_ready", 1, w.proc, 300)
             time.sleep(8)  # every worker joined both groups before the records come
             asyncio.run(produce(plan.broker, names["raw"], values))
             first = None

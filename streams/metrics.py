@@ -160,6 +160,12 @@ class IngestMetrics:
             "Normalised records taken from flows.v1 by the analysis agent.",
             registry=registry,
         )
+        self.ready = Gauge(
+            "inferwatch_analysis_ready",
+            "1 once the analysis agent runs: the classifier's model restored or bootstrapped"
+            " (records wait on flows.v1 until then).",
+            registry=registry,
+        )
         self.queued = Histogram(
             "inferwatch_analysis_queue_seconds",
             "Time a flows.v1 micro-batch waits from its append until the analysis agent takes it"
