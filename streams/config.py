@@ -118,6 +118,9 @@ class AnalysisConfig(_Section):
     max_idle_windows: int = Field(360, ge=1, description="a link silent this long is forgotten")
     top_k: int = Field(20, ge=1, description="top talkers kept per link and window")
     top_windows: int = Field(6, ge=1, description="closed windows of top talkers on /toptalkers")
+    merge_records: int = Field(
+        10_000, ge=1, description="records analysed together when flows.v1 messages queue up"
+    )
     toptalkers_topic: str = "toptalkers.v1"
     series_topic: str = "linkseries.v1"
     anonymise: Literal["none", "prefix", "hash"] = Field(

@@ -160,6 +160,12 @@ class IngestMetrics:
             "Normalised records taken from flows.v1 by the analysis agent.",
             registry=registry,
         )
+        self.analysis_batches = Counter(
+            "inferwatch_analysis_batches",
+            "Batches the analysis agent analysed: a flows.v1 micro-batch, or several of one"
+            " partition that queued up together (analysis.merge_records).",
+            registry=registry,
+        )
         self.ready = Gauge(
             "inferwatch_analysis_ready",
             "1 once the analysis agent runs: the classifier's model restored or bootstrapped"

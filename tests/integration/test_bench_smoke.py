@@ -27,3 +27,5 @@ def test_bench_pipeline_prints_one_json_line_with_every_figure(broker, tmp_path)
         assert line[key] is not None and line[key] > 0, key
     assert line["records_counted"] == 4000 + 2000
     assert line["latency_p50_seconds"] <= line["latency_p99_seconds"]
+    # queued micro-batches of a partition are analysed together, never one split in two
+    assert 0 < line["analysis_batches"] <= line["flows_v1_batches_published"]
