@@ -97,18 +97,18 @@ async def _save_model(classification: Classification, topic: Any, app_id: str) -
         log.exception("saving the classifier checkpoint failed")
 
 
-async def _resume_links(cfg: Config, states: LinkStates, partition: int) -> None:
-    """Read the saved detector state of a flows.v1 partition's links (its partition of the
-    link state topic)."""
+async def _resume_links(cfg: Config, states: LinkStates, partitions: list[int]) -> None:
+    """Read the saved detector state of flows.v1 partitions' links (the same partitions of the
+    link state topic), in one read."""
     try:
-        saved = await read_compacted(cfg, cfg.linkstate.topic, partitions=[partition])
+        saved = await read_compacted(cfg, cfg.linkstate.topic, partitions=partitions)
     except Exception:  # the links start their detectors afresh rather than stop the worker
         states.metrics.checkpoints.labels("unreadable").inc()
-        log.exception("partition %d: could not read the link state", partition)
+        log.exception("partitions %s: could not read the link state", partitions)
         return
     states.load(saved)
     if saved:
-        log.info("partition %d: detector state of %d links read", partition, len(saved))
+        log.info("partitions %s: detector state of %d links read", partitions, len(saved))
 
 
 async def _save_links(states: LinkStates, topic: Any, only: int | None = None) -> None:
@@ -242,6 +242,19 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     held: dict[int, list[FlowBatch]] = {}  # per partition: admitted, not yet analysed
     merge = cfg.analysis.merge_records
 
+    async def take_over(first: int) -> None:
+        """Restore every newly assigned flows.v1 partition at once, at the first event of one
+        of them: the windows from the table (recovered before agents start), the links'
+        detector state in one read of the link state topic (a read per partition stalled the
+        agent about 2 s when it took 8 partitions over)."""
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == k.topics.flows}
+        fresh = sorted({first} | {p for p in assigned if not continuity.knows(p)})
+        for p in fresh:
+            held.pop(p, None)
+            continuity.restore(p, _restore(analyzer, p, windows.get(_key(p))))
+        if states is not None:
+            await _resume_links(cfg, states, fresh)
+
     @app.agent(flows)
     async def analyse(stream: Any) -> None:
         await model_ready.wait()
@@ -250,11 +263,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             partition, offset = event.message.partition, event.message.offset
             metrics.queued.observe(max(time.time() - event.message.timestamp, 0.0))
             if not continuity.knows(partition):
-                held.pop(partition, None)
-                saved = windows.get(_key(partition))
-                continuity.restore(partition, _restore(analyzer, partition, saved))
-                if states is not None:
-                    await _resume_links(cfg, states, partition)
+                await take_over(partition)
             if not await continuity.admit(partition, offset):
                 continue  # already in the state, or waiting for a re-read of what is missing
             tick = None
