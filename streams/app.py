@@ -219,12 +219,10 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
     @app.task  # type: ignore[untyped-decorator]
     async def resume_model() -> None:
         """Load the classifier's last checkpoint before the first batch is analysed."""
-        if classification is None:
-            model_ready.set()
-            metrics.ready.set(1)
-            return
-        restored = False
         try:
+            if classification is None:
+                return  # nothing to wait for
+            restored = False
             if cfg.classify.checkpoint == "disk":
                 restored = classification.restore_from_disk()
             elif cfg.classify.checkpoint == "kafka":
@@ -235,7 +233,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
                 await asyncio.to_thread(classification.bootstrap)
         except Exception:  # the worker runs without its old model rather than not at all
             log.exception("could not read the classifier checkpoint; starting fresh")
-        finally:
+        finally:  # ready with the model, a fresh one, or none
             model_ready.set()
             metrics.ready.set(1)
 
