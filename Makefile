@@ -58,7 +58,7 @@ integration: setup lab-setup
 
 test: setup lab-setup lint typecheck
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
-	  $(PY) -m pytest --doctest-modules --durations=15 streams detectors tests
+	  $(PY) -m pytest -n 2 --dist loadgroup --doctest-modules --durations=15 streams detectors tests
 
 # The long opt-in scenarios (about 70 minutes, not in `make test`): ten quiet minutes and a
 # 15-minute ramp on a congested lab link, lab link anomalies, an alert storm through a
