@@ -24,6 +24,7 @@ from typing import Any
 import faust
 import msgspec
 import orjson
+from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
 from detectors.flows import FlowBatch
@@ -161,6 +162,26 @@ def _analyse(
         )
 
 
+def _fetch_wait(app: faust.App, ms: int) -> None:
+    """Give the analysis stage's aiokafka consumer a fetch wait of ``ms`` milliseconds (Faust
+    fixes it at 1,500). aiokafka keeps one fetch in flight per broker, for the partitions that
+    have no records buffered; when every flows.v1 partition had some, that fetch covered only
+    partitions without traffic (the table's changelog), and the broker held it for the whole
+    wait while new micro-batches queued behind it: a steady 1.5-s lag (docs/design.md)."""
+    class Thread(driver.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = ms  # read when the consumer starts its fetcher
+            return consumer
+
+    class Consumer(driver.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return Thread(self, loop=self.loop, beacon=self.beacon)
+
+    # this app's transport only (a class attribute of Faust's, set on the instance)
+    app.transport.Consumer = Consumer  # type: ignore[misc]
+
+
 def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.App:
     k = cfg.kafka
     state_dir = Path(cfg.worker.state_dir)
@@ -184,6 +205,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         broker_max_poll_records=k.analysis_poll_messages,  # see docs/design.md (Faust traps)
         loghandlers=[],
     )
+    _fetch_wait(app, k.analysis_fetch_wait_ms)
     flows = app.topic(k.topics.flows, value_serializer="raw", key_serializer="raw")
     outputs = {
         "toptalkers": app.topic(cfg.analysis.toptalkers_topic, value_serializer="raw"),

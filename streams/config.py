@@ -68,6 +68,9 @@ class KafkaConfig(_Section):
     analysis_poll_messages: int = Field(
         32, ge=1, description="flows.v1 messages the analysis stage takes per poll"
     )
+    analysis_fetch_wait_ms: int = Field(
+        100, ge=1, le=60_000, description="longest a fetch of the analysis stage waits for data"
+    )
 
 
 class IngestConfig(_Section):
