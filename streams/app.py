@@ -168,6 +168,7 @@ def _fetch_wait(app: faust.App, ms: int) -> None:
     have no records buffered; when every flows.v1 partition had some, that fetch covered only
     partitions without traffic (the table's changelog), and the broker held it for the whole
     wait while new micro-batches queued behind it: a steady 1.5-s lag (docs/design.md)."""
+
     class Thread(driver.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
