@@ -112,8 +112,8 @@ class NoveltyDetector:
         self.cooldown = 0
         self.level = 0.0
         self._init_level_part()
-        self._cached: tuple[float, float, float, float, float] | None = None
-        # (x, t, novelty, novelty's level, level)
+        self._cached: tuple[float, float, float, float, float, Array | None, float] | None = None
+        # (x, t, novelty, novelty's level, level, pattern, pattern's mean)
 
     def _init_level_part(self) -> None:
         self.aging: deque[float] = deque()  # means of the last `hold` patterns (nan: not calm)
@@ -149,8 +149,7 @@ class NoveltyDetector:
         else:
             d2 = self.norms - 2.0 * (self.patterns @ p)
             head = self.stored % self.memory  # next write position; newest are just before it
-            for k in range(1, self.window):
-                d2[(head - k) % n] = math.inf
+            d2[np.arange(head - self.window + 1, head) % n] = math.inf
         best = float(d2.min()) + float(p @ p)
         return math.sqrt(max(best, 0.0) / self.window)
 
@@ -169,7 +168,7 @@ class NoveltyDetector:
         z = (recent - mean) / (math.sqrt(var) + 1e-9)
         return upper_tail_log10(z)
 
-    def _level_lik(self, p: Array) -> float:
+    def _level_lik(self, mu: float) -> float:
         """The current pattern's mean beyond the calm past's range, as a likelihood: ``fire``
         at ``margin`` standard deviations of the calm means (0: within, or too little past)."""
         n = min(self.calm_stored, self.memory)
@@ -178,32 +177,35 @@ class NoveltyDetector:
         ranked = self.calm_sorted
         lo = ranked[int((1.0 - CALM_QUANTILE) * (n - 1))]
         hi = ranked[math.ceil(CALM_QUANTILE * (n - 1))]
-        mu = float(p.mean())
         beyond = max(mu - hi, lo - mu)
         if beyond <= 0.0:
             return 0.0
         return self.fire * beyond / (self.margin * float(self.calm_means[:n].std()) + 1e-9)
 
-    def _evaluate(self, x: float, t: float | None) -> tuple[float, float, float]:
-        """(novelty, the novelty's level, the level) of ``x`` at ``t``, cached for learn_one."""
+    def _evaluate(
+        self, x: float, t: float | None
+    ) -> tuple[float, float, float, Array | None, float]:
+        """(novelty, the novelty's level, the level, the pattern, its mean) of ``x`` at ``t``,
+        cached for learn_one."""
         key = -1.0 if t is None else t
         c = self._cached
         if c is not None and c[0] == x and c[1] == key:
-            return c[2], c[3], c[4]
+            return c[2], c[3], c[4], c[5], c[6]
         p = self._pattern(x)
         novelty = math.nan if p is None else self._novelty(p)
-        lik = self._novelty_lik(novelty)
+        mu = math.nan if p is None else float(p.sum() / self.window)  # p.mean(), without its
+        lik = self._novelty_lik(novelty)  # overhead
         novelty_level = lik / (lik + self.fire)
         if p is not None:
-            lik = max(lik, self._level_lik(p))
+            lik = max(lik, self._level_lik(mu))
         level = lik / (lik + self.fire)
-        self._cached = (x, key, novelty, novelty_level, level)
-        return novelty, novelty_level, level
+        self._cached = (x, key, novelty, novelty_level, level, p, mu)
+        return novelty, novelty_level, level, p, mu
 
     def score_one(self, x: float, t: float | None = None) -> float:
         if not math.isfinite(x):
             return 0.0
-        _, _, level = self._evaluate(x, t)
+        level = self._evaluate(x, t)[2]
         return 0.0 if self.cooldown > 0 else level
 
     # -- learning ------------------------------------------------------------------------------
@@ -211,11 +213,10 @@ class NoveltyDetector:
     def learn_one(self, x: float, t: float | None = None) -> None:
         if not math.isfinite(x):
             return
-        novelty, novelty_level, level = self._evaluate(x, t)
-        self._cached = None
+        novelty, novelty_level, level, p, mu = self._evaluate(x, t)  # p: None in warm-up, so
+        self._cached = None  # the range learnt below has not scaled it
         if self.seen < self.warmup:
             self.lo, self.hi = min(self.lo, x), max(self.hi, x)
-        p = self._pattern(x)
         self.recent[:-1] = self.recent[1:]
         self.recent[-1] = x
         self.seen += 1
@@ -224,7 +225,7 @@ class NoveltyDetector:
             self.patterns[slot] = p
             self.norms[slot] = float(p @ p)
             self.stored += 1
-        self._age(p, novelty_level)
+        self._age(None if p is None else mu, novelty_level)
         if not math.isnan(novelty):
             slot = self.novelties % self.long
             if self.novelties >= self.long:
@@ -245,17 +246,17 @@ class NoveltyDetector:
         elif level >= 0.5:
             self.cooldown = self.hold
 
-    def _age(self, p: Array | None, novelty_level: float) -> None:
+    def _age(self, mu: float | None, novelty_level: float) -> None:
         """Pass the pattern's mean through ``hold`` points of ageing into the calm past, unless
         the novelty was firing or had fired within ``hold`` points."""
         if self.unsettled > 0:
             self.unsettled -= 1
         elif novelty_level >= 0.5:
             self.unsettled = self.hold
-        if p is None:
+        if mu is None:
             return
         calm = novelty_level < 0.5 and self.unsettled == 0
-        self.aging.append(float(p.mean()) if calm else math.nan)
+        self.aging.append(mu if calm else math.nan)
         if len(self.aging) > self.hold:
             old = self.aging.popleft()
             if not math.isnan(old):
