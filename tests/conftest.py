@@ -27,15 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 INFERWATCH = Path(sys.executable).parent / "inferwatch"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) the tests that need the
-    services run one after another in one worker: they share the broker, the lab's network
-    namespaces and the machine's time budget; the unit tests fill the other worker."""
-    for item in items:
-        if item.get_closest_marker("integration") is not None:
-            item.add_marker(pytest.mark.xdist_group("services"))
-
-
 @pytest.fixture(scope="session")
 def broker() -> str:
     address = os.environ.get("KAFKA_TEST_BROKER")
