@@ -193,8 +193,9 @@ class NoveltyDetector:
             return c[2], c[3], c[4], c[5], c[6]
         p = self._pattern(x)
         novelty = math.nan if p is None else self._novelty(p)
-        mu = math.nan if p is None else float(p.sum() / self.window)  # p.mean(), without its
-        lik = self._novelty_lik(novelty)  # overhead
+        # the pattern's mean: p.mean()'s very value (float32), without np.mean's overhead
+        mu = math.nan if p is None else float(p.sum() / self.window)
+        lik = self._novelty_lik(novelty)
         novelty_level = lik / (lik + self.fire)
         if p is not None:
             lik = max(lik, self._level_lik(mu))
@@ -213,8 +214,9 @@ class NoveltyDetector:
     def learn_one(self, x: float, t: float | None = None) -> None:
         if not math.isfinite(x):
             return
-        novelty, novelty_level, level, p, mu = self._evaluate(x, t)  # p: None in warm-up, so
-        self._cached = None  # the range learnt below has not scaled it
+        # p is None during warm-up: no pattern was scaled by the range still being learnt below
+        novelty, novelty_level, level, p, mu = self._evaluate(x, t)
+        self._cached = None
         if self.seen < self.warmup:
             self.lo, self.hi = min(self.lo, x), max(self.hi, x)
         self.recent[:-1] = self.recent[1:]
