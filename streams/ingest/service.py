@@ -229,8 +229,9 @@ class IngestService(mode.Service):
             now = time.monotonic()
             if now - self._last_tick >= ic.tick_interval_seconds:
                 try:
-                    await self.tick()
-                except KafkaError as exc:
+                    if await self.tick():
+                        self._set_broker(True)  # acknowledged: a failed commit or tick before
+                except KafkaError as exc:  # must not leave the gauge at 0 once records stop
                     self._set_broker(False, exc)
             if now - self._last_commit >= ic.commit_interval_seconds:
                 try:
@@ -385,12 +386,13 @@ class IngestService(mode.Service):
             return max(self.event_time, time.time() - self.cfg.ingest.idle_seconds)
         return self.event_time
 
-    async def tick(self) -> None:
-        """Send the watermark to every flows.v1 partition, so idle partitions close windows."""
+    async def tick(self) -> bool:
+        """Send the watermark to every flows.v1 partition, so idle partitions close windows;
+        False when there is none yet (nothing was sent)."""
         self._last_tick = time.monotonic()
         wm = self.watermark()
         if wm == float("-inf"):
-            return
+            return False
         value = encode_tick(wm)
         topic = self.cfg.kafka.topics.flows
         futures = [
@@ -398,6 +400,7 @@ class IngestService(mode.Service):
             for p in range(self.cfg.kafka.flows_partitions)
         ]
         await asyncio.gather(*futures)
+        return True
 
     async def commit(self) -> None:
         """Commit the offsets of every batch whose effects are durable."""
