@@ -229,9 +229,11 @@ class IngestService(mode.Service):
             now = time.monotonic()
             if now - self._last_tick >= ic.tick_interval_seconds:
                 try:
+                    # an acknowledged tick says the broker answers: without it a commit or tick
+                    # that failed once would leave the gauge at 0 for good once records stop
                     if await self.tick():
-                        self._set_broker(True)  # acknowledged: a failed commit or tick before
-                except KafkaError as exc:  # must not leave the gauge at 0 once records stop
+                        self._set_broker(True)
+                except KafkaError as exc:
                     self._set_broker(False, exc)
             if now - self._last_commit >= ic.commit_interval_seconds:
                 try:
