@@ -227,7 +227,7 @@ class NoveltyDetector:
             self.patterns[slot] = p
             self.norms[slot] = float(p @ p)
             self.stored += 1
-        self._age(None if p is None else mu, novelty_level)
+        self._age(mu, novelty_level)
         if not math.isnan(novelty):
             slot = self.novelties % self.long
             if self.novelties >= self.long:
@@ -248,14 +248,14 @@ class NoveltyDetector:
         elif level >= 0.5:
             self.cooldown = self.hold
 
-    def _age(self, mu: float | None, novelty_level: float) -> None:
-        """Pass the pattern's mean through ``hold`` points of ageing into the calm past, unless
-        the novelty was firing or had fired within ``hold`` points."""
+    def _age(self, mu: float, novelty_level: float) -> None:
+        """Pass the pattern's mean (NaN: no pattern yet) through ``hold`` points of ageing into
+        the calm past, unless the novelty was firing or had fired within ``hold`` points."""
         if self.unsettled > 0:
             self.unsettled -= 1
         elif novelty_level >= 0.5:
             self.unsettled = self.hold
-        if mu is None:
+        if math.isnan(mu):
             return
         calm = novelty_level < 0.5 and self.unsettled == 0
         self.aging.append(mu if calm else math.nan)
