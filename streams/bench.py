@@ -495,35 +495,97 @@ def soak_summary(samples: list[dict[str, Any]], rate: float) -> dict[str, Any]:
     }
 
 
-def run_classify_cost(plan: Plan) -> dict[str, Any]:
+def run_classify_cost(plan: Plan, pairs: int = 3) -> dict[str, Any]:
     """The worker's throughput with classification off and on, on the same records, one run.
 
-    The same records go to two workers (each its own topics and groups) one after the other,
-    first without classification, then with it (the default), each once it is ready.
+    The same records go to a worker without classification, then to one with it (the default),
+    each on its own topics and groups and timed once it is ready; ``pairs`` times, alternating,
+    so that a machine slowing down or speeding up in the middle shows as a spread of the
+    pairs' costs rather than as the cost. The figure is the median pair's.
     """
     suffix = uuid.uuid4().hex[:8]
-    names = _names(suffix)
     values = make_records(plan, time.time())
-    rates: dict[str, float] = {}
-    for mode in ("off", "on"):
-        run_names = {**names, **{k: f"{v}.{mode}" for k, v in names.items()}}
-        asyncio.run(_create_topics(plan.broker, run_names))
-        worker = _start_worker(
-            plan.broker, f"{suffix}-{mode}", run_names,
-            {"INFERWATCH_CLASSIFY__ENABLED": "true" if mode == "on" else "false"},
-        )  # fmt: skip
-        try:
-            rates[mode], _ = _backlog_rate(worker, plan.broker, values)
-        finally:
-            worker.stop()
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    learned: dict[str, dict[str, float]] = {}
+    for pair in range(pairs):
+        for mode in ("off", "on"):
+            run = f"{suffix}-{mode}{pair}"
+            names = _names(run)
+            asyncio.run(_create_topics(plan.broker, names))
+            worker = _start_worker(
+                plan.broker, run, names,
+                {"INFERWATCH_CLASSIFY__ENABLED": "true" if mode == "on" else "false"},
+            )  # fmt: skip
+            try:
+                rates[mode].append(_backlog_rate(worker, plan.broker, values)[0])
+                if mode == "on":  # the last such worker's
+                    learned = {
+                        k: _scrape_labelled(
+                            worker.port, f"inferwatch_classifier_{k}_flows_total", "source"
+                        )
+                        for k in ("learned", "unlearned")
+                    }
+            finally:
+                worker.stop()
+    costs = [1 - on / off for off, on in zip(rates["off"], rates["on"], strict=True)]
     return {
         "benchmark": "classify-cost",
         "records": plan.records,
         "mix": ",".join(f"{k}:{v}" for k, v in plan.mix.items()),
-        "worker_records_per_s_classify_off": round(rates["off"]),
-        "worker_records_per_s_classify_on": round(rates["on"]),
-        "classification_cost": round(1 - rates["on"] / rates["off"], 3),
+        "worker_records_per_s_classify_off": [round(r) for r in rates["off"]],
+        "worker_records_per_s_classify_on": [round(r) for r in rates["on"]],
+        "classification_cost_per_pair": [round(c, 3) for c in costs],
+        "classification_cost": round(float(np.median(costs)), 3),
+        # with classification on (the last run), per source: flows learned, and left
+        # unlearned by the learning budget (bootstrap: each of its passes)
+        **{
+            f"classify_on_{k}_flows": {src: int(n) for src, n in learned.get(k, {}).items()}
+            for k in ("learned", "unlearned")
+        },
         "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+
+
+STARTUP_BURST = 1000
+
+
+def run_startup(plan: Plan, workers: int = 3) -> dict[str, Any]:
+    """How soon a new worker serves: ``workers`` workers, one after the other, each started on
+    fresh topics. Per worker, seconds from its start until it reports ready (the classifier's
+    bootstrap included), then from a burst of 1,000 distinct records produced at once until
+    all are analysed (the wait the first records see), and the same for a second burst 3 s
+    after the first (a worker already serving, after an idle pause)."""
+    runs = []
+    for i in range(workers):
+        suffix = uuid.uuid4().hex[:8]
+        names = _names(suffix)
+        asyncio.run(_create_topics(plan.broker, names))
+        t0 = time.monotonic()
+        worker = _start_worker(plan.broker, suffix, names)
+        try:
+            _, ready = _wait(worker.port, "inferwatch_analysis_ready", 1, worker.proc, 300)
+            waits = []
+            for k in (1, 2):
+                if k > 1:
+                    time.sleep(3)
+                burst = distinct_records((2 * i + k) * STARTUP_BURST, STARTUP_BURST, time.time())
+                t1 = time.monotonic()
+                asyncio.run(produce(plan.broker, names["raw"], burst))
+                _, done = _wait(worker.port, "inferwatch_analysed_records_total",
+                                k * STARTUP_BURST, worker.proc, 120)  # fmt: skip
+                waits.append(round(done - t1, 3))
+        finally:
+            worker.stop()
+        runs.append({"ready_seconds": round(ready - t0, 2), "first_burst_seconds": waits[0],
+                     "second_burst_seconds": waits[1]})  # fmt: skip
+    return {
+        "benchmark": "startup",
+        "workers": workers,
+        "burst_records": STARTUP_BURST,
+        "runs": runs,
+        "first_burst_seconds_max": max(r["first_burst_seconds"] for r in runs),
+        "second_burst_seconds_max": max(r["second_burst_seconds"] for r in runs),
         "cores": os.cpu_count(),
     }
 
@@ -643,8 +705,9 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
         _wait(second.port, "inferwatch_flow_records_total", len(values) - resumed_from,
               second.proc, 120)  # fmt: skip
         after = _scrape(second.port)
-        restored = _scrape_labelled(second.port, "inferwatch_classifier_checkpoints_total",
-                                    "outcome", "restored")  # fmt: skip
+        restored = _scrape_labelled(
+            second.port, "inferwatch_classifier_checkpoints_total", "outcome"
+        ).get("restored", 0.0)
     finally:
         second.stop()
     published = asyncio.run(_count_published(plan.broker, names["flows"]))
@@ -665,13 +728,17 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
     }
 
 
-def _scrape_labelled(port: int, name: str, label: str, value: str) -> float:
+def _scrape_labelled(port: int, name: str, label: str) -> dict[str, float]:
+    """A labelled family of the worker's metrics, summed by the value of one label."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         body = r.read().decode()
-    return sum(
-        s.value for fam in text_string_to_metric_families(body) for s in fam.samples
-        if s.name == name and s.labels.get(label) == value
-    )  # fmt: skip
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            if s.name == name:
+                key = s.labels.get(label, "")
+                out[key] = out.get(key, 0.0) + s.value
+    return out
 
 
 async def _count(broker: str, topic: str) -> int:

@@ -500,6 +500,11 @@ def bench() -> None:
     help="Instead: kill -9 a worker part way through N records, start another, account for all.",
 )  # fmt: skip
 @click.option(
+    "--startup", type=click.IntRange(0, 20), default=0, metavar="N",
+    help="Instead: start N workers one after another; per worker the seconds until ready, "
+    "then until a burst of 1,000 records is analysed, and a second burst 3 s later.",
+)  # fmt: skip
+@click.option(
     "--kill-at", type=click.FloatRange(0.01, 0.99), default=0.4, show_default=True,
     help="With --crash: the share of the records committed when the worker is killed.",
 )  # fmt: skip
@@ -515,26 +520,31 @@ def bench_pipeline(
     classify_cost: bool,
     scale: bool,
     crash: bool,
+    startup: int,
     kill_at: float,
     seed: int,
 ) -> None:
     """Produce N records, time a bare aiokafka consumer and a worker on them; print JSON."""
     import orjson
 
-    from streams.bench import Plan, parse_mix, run, run_classify_cost, run_crash, run_scale
+    from streams import bench as b
 
     try:
-        plan = Plan(broker, records, parse_mix(mix), distinct, latency_seconds, latency_rate, seed)
+        plan = b.Plan(
+            broker, records, b.parse_mix(mix), distinct, latency_seconds, latency_rate, seed
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     if classify_cost:
-        result = run_classify_cost(plan)
+        result = b.run_classify_cost(plan)
     elif scale:
-        result = run_scale(plan)
+        result = b.run_scale(plan)
     elif crash:
-        result = run_crash(plan, kill_at)
+        result = b.run_crash(plan, kill_at)
+    elif startup:
+        result = b.run_startup(plan, startup)
     else:
-        result = run(plan)
+        result = b.run(plan)
     line = orjson.dumps(result).decode()
     click.echo(line)
     if out is not None:

@@ -64,6 +64,12 @@ def goflow2(rng: random.Random, now: float) -> dict[str, object]:
     }
 
 
+# Names in the native records: none, an AI provider, an unknown one, and two the catalog gives
+# one class (video, bulk), which the worker learns from as on a real network.
+SERVER_NAMES = (None, "api.openai.com", "example.org", "rr3---sn-4g5e6nsz.googlevideo.com",
+                "download.windowsupdate.com")  # fmt: skip
+
+
 def native(rng: random.Random, now: float) -> dict[str, object]:
     start = now - rng.uniform(1, 60)
     n = rng.randint(1, 20)
@@ -82,7 +88,7 @@ def native(rng: random.Random, now: float) -> dict[str, object]:
         "packets_rev": rng.randint(1, 900),
         "exporter": "probe-1",
         "iface_in": 1,
-        "server_name": rng.choice([None, "api.openai.com", "example.org"]),
+        "server_name": rng.choice(SERVER_NAMES),
         "pkts": {
             "size": [rng.randint(40, 1500) for _ in range(n)],
             "dir": [rng.randint(0, 1) for _ in range(n)],
