@@ -18,6 +18,7 @@ data, so a river upgrade that changes its trees fails there rather than silently
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -204,15 +205,21 @@ class FlowClassifier:
         self._rng = np.random.default_rng(seed)
 
     # -- learning ---------------------------------------------------------------------------
-    def learn(self, x: Array, y: Array, budget: int | None = None) -> int:
-        """Learn rows of ``x`` with class indices ``y`` (at most ``budget``, rarest class first
-        then at random); return how many were learned."""
+    def learn(
+        self, x: Array, y: Array, budget: int | None = None, deadline: float | None = None
+    ) -> int:
+        """Learn rows of ``x`` with class indices ``y``; return how many were learned. With a
+        ``budget`` (at most that many) or a ``deadline`` (a ``time.perf_counter`` value after
+        which none is begun), the rarest class goes first, then at random."""
         rows = np.arange(len(y))
-        if budget is not None and len(rows) > budget:
+        if (budget is not None and len(rows) > budget) or deadline is not None:
             counts = np.bincount(y, minlength=len(CLASSES))
             rank = counts[y] + self._rng.random(len(y))  # rare classes first, random within
-            rows = np.sort(np.argsort(rank, kind="stable")[:budget])
-        for r in rows:
+            rows = np.argsort(rank, kind="stable")[:budget]
+        for i, r in enumerate(rows):
+            if deadline is not None and time.perf_counter() >= deadline:
+                rows = rows[:i]
+                break
             self.model.learn_one(dict(zip(FEATURES, x[r].tolist(), strict=True)), CLASSES[y[r]])
         self.learned += len(rows)
         if len(rows):
@@ -221,6 +228,10 @@ class FlowClassifier:
         return len(rows)
 
     # -- prediction -------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Bring the numpy copy up to date now (else the next prediction does)."""
+        self._forest()
+
     def _forest(self) -> _Stacked | None:
         """The numpy copy of the forest, brought up to date after learning: a tree whose
         structure changed is copied again; in the others only the leaves the learned rows

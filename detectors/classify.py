@@ -39,6 +39,7 @@ class Classified:
     features: Array  # the behaviour features (for learning)
     qoe: dict[str, Array]
     catalog: Array  # per record: the catalog's label code (FAMILY for "ai"), or NONE
+    behaviour: Array  # class index per record from behaviour alone (the model, no names)
 
 
 def catalog_prior(codes: Array) -> Array:
@@ -111,6 +112,7 @@ class TrafficClassifier:
     def classify(self, batch: FlowBatch) -> Classified:
         features, estimates = features_and_qoe(batch, join_directions(batch))
         proba = self.model.predict_proba(features)
+        behaviour = proba.argmax(axis=1) if len(batch) else np.zeros(0, dtype=np.int64)
         by_name = np.zeros(len(batch), dtype=bool)
         codes = np.full(len(batch), NONE, dtype=np.int64)
         if len(self.catalog) and len(batch):
@@ -127,10 +129,13 @@ class TrafficClassifier:
         if len(batch) and self.model.learned == 0:
             label = np.where(by_name, label, OTHER)
         best = proba[np.arange(len(batch)), label] if len(batch) else np.zeros(0)
-        return Classified(label, best, by_name, features, estimates, codes)
+        return Classified(label, best, by_name, features, estimates, codes, behaviour)
 
-    def learn(self, features: Array, labels: Array, budget: int | None = None) -> int:
-        return self.model.learn(features, labels, budget)
+    def learn(
+        self, features: Array, labels: Array, budget: int | None = None,
+        deadline: float | None = None,
+    ) -> int:  # fmt: skip
+        return self.model.learn(features, labels, budget, deadline)
 
 
 def confident_labels(codes: Array) -> Array:

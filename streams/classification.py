@@ -6,9 +6,11 @@ learning on the labelled flows of the batch: those the catalog labels with one c
 *behaviour-only* prediction (made before learning them) is compared with the label, so the
 precision/recall/F1 gauges measure the learner, not the names. ``feedback`` does the same for
 operators' labelled flows (topic ``labels.v1``). Learning is bounded by
-``classify.learn_per_batch`` per call and ``classify.learn_per_second`` (a token bucket):
-learning one flow costs about a millisecond (river's forest, per flow), so a batch budget alone
-let a stream of named flows take most of the worker.
+``classify.learn_per_batch`` per call, ``classify.learn_per_second`` (a token bucket) and
+``classify.learn_time_share`` (a bucket of seconds: learning and the forest's copy after it
+take at most that share of the time). Learning one flow costs 1 to 7 ms (river's forest, per
+flow; more while the trees keep trying splits on noisy flows), so a batch budget alone let a
+stream of named flows take most of the worker, and a count alone a third of it.
 
 The error stream of those labelled predictions feeds river's ADWIN; a detected change is a
 ``classifier_drift`` event for alerts.v1. The model is saved every ``checkpoint_seconds`` (to
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 # request/answer classes: a time to first token means something (realtime sessions stream
 # both ways all the time; their QoE is not a first-token wait)
 ASKED = np.array([INDEX[c] for c in AI_CLASSES if c != "ai-realtime"])
+
+
+VALIDATED = 64  # labelled flows of a batch predicted for the validation, at most
 
 
 def asked_ttft(result: Classified) -> Array:
@@ -114,7 +119,9 @@ class Classification:
         self.last_checkpoint = clock()
         self.drift_since: float | None = None  # the open drift alert, if any
         self._tokens = float(cfg.learn_per_batch)  # flows that may be learned now
+        self._seconds = cfg.learn_time_share  # learning time allowed now (negative: owed)
         self._refilled = clock()
+        self._rng = np.random.default_rng(0)  # which labelled flows are validated
         self.last_drift = 0.0
 
     # -- the work --------------------------------------------------------------------------
@@ -162,11 +169,23 @@ class Classification:
         rows = np.flatnonzero(labels >= 0)
         if rows.size == 0:
             return 0
-        if self.clf.model.learned:  # progressive validation: predicted before learning
-            predicted = self.clf.model.predict(result.features[rows])[0]
-            self._validate(labels[rows], predicted)
-        learned = self.clf.learn(result.features[rows], labels[rows], budget=self._budget())
-        self._tokens -= learned
+        budget = self._budget()
+        learned = 0
+        if self._seconds > 0:  # the time bucket covers the validation too
+            t0 = time.perf_counter()
+            if self.clf.model.learned:  # progressive validation: predicted before learning
+                check = rows  # VALIDATED at most, at random (river's ADWIN: ~20 us a flow)
+                if rows.size > VALIDATED:
+                    check = np.sort(self._rng.choice(rows, VALIDATED, replace=False))
+                self._validate(labels[check], result.behaviour[check])
+            if budget > 0:
+                deadline = t0 + self._seconds
+                learned = self.clf.learn(result.features[rows], labels[rows], budget, deadline)
+                self.clf.model.sync()  # the copy's update is learning's cost too
+            spent = time.perf_counter() - t0
+            self._tokens -= learned
+            self._seconds -= spent
+            self.metrics.learning_seconds.inc(spent)
         self.metrics.learned.labels(source).inc(learned)
         if learned < rows.size:
             self.metrics.unlearned.labels(source).inc(rows.size - learned)
@@ -174,12 +193,15 @@ class Classification:
 
     def _budget(self) -> int:
         """Flows that may be learned now: the bucket refills at ``learn_per_second`` up to
-        ``learn_per_batch``."""
+        ``learn_per_batch``. The time bucket refills at ``learn_time_share`` seconds a second
+        up to one second's worth; what learning overran is owed first."""
         now = self.clock()
         elapsed = max(now - self._refilled, 0.0)
         self._refilled = now
         cap = float(self.cfg.learn_per_batch)
         self._tokens = min(cap, self._tokens + elapsed * self.cfg.learn_per_second)
+        share = self.cfg.learn_time_share
+        self._seconds = min(share, self._seconds + elapsed * share)
         return int(self._tokens)
 
     def _validate(self, truth: Array, predicted: Array) -> None:

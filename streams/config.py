@@ -156,8 +156,12 @@ class ClassifyConfig(_Section):
     )
     learn_per_batch: int = Field(64, ge=0, description="labelled flows learned per batch at most")
     learn_per_second: float = Field(
-        50.0, gt=0, description="labelled flows learned per second at most (about 1 ms each)"
+        50.0, gt=0, description="labelled flows learned per second at most (1 to 7 ms each)"
     )
+    learn_time_share: float = Field(
+        0.05, gt=0, le=1,
+        description="share of the time learning may take (the flows and the forest's copy)",
+    )  # fmt: skip
     feedback_topic: str = "labels.v1"
     checkpoint: Literal["kafka", "disk", "off"] = "kafka"
     checkpoint_topic: str = "classifier.v1"

@@ -429,6 +429,12 @@ class ClassifierMetrics:
             ["source"],
             registry=registry,
         )
+        self.learning_seconds = Counter(
+            "inferwatch_classifier_learning_seconds",
+            "Seconds spent validating and learning labelled flows and updating the forest's "
+            "copy after it (bounded by classify.learn_time_share).",
+            registry=registry,
+        )
         self.precision = Gauge(
             "inferwatch_classifier_precision",
             "Progressive (test-then-train) precision per class over the last labelled flows.",

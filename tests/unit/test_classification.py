@@ -172,7 +172,8 @@ def test_a_changed_world_is_a_drift_event_on_alerts():
     from streams.metrics import ClassifierMetrics
 
     events: list[dict] = []
-    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=1000)
+    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=1000,
+                         learn_time_share=1.0)  # fmt: skip
     c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), alert=events.append)
     d = load_dataset(RECORDINGS / "e2e")
     for _ in range(30):  # a stable world: the model learns it, its errors fall
@@ -207,7 +208,7 @@ def test_learning_is_bounded_per_second_and_what_is_left_is_counted():
 
     now = [1000.0]
     cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=64,
-                         learn_per_second=10)  # fmt: skip
+                         learn_per_second=10, learn_time_share=1.0)  # fmt: skip
     c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), clock=lambda: now[0])
     d = load_dataset(RECORDINGS / "eval-a-3m")
     labelled = int((d.labels >= 0).sum())
@@ -221,6 +222,36 @@ def test_learning_is_bounded_per_second_and_what_is_left_is_counted():
     m = c.metrics
     assert m.learned.labels("feedback")._value.get() == 64 + 25 + 64
     assert m.unlearned.labels("feedback")._value.get() == 4 * labelled - (64 + 25 + 64)
+
+
+def test_learning_takes_at_most_its_share_of_the_time():
+    """However long a flow takes to learn, learning (and the forest's copy after it) takes at
+    most ``learn_time_share`` of the time: a second's worth at once, and what a flow overran
+    is owed before the next."""
+    from prometheus_client import CollectorRegistry
+
+    from streams.classification import Classification
+    from streams.config import ClassifyConfig
+    from streams.metrics import ClassifierMetrics
+
+    now = [1000.0]
+    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=100_000,
+                         learn_per_second=100_000, learn_time_share=0.02)  # fmt: skip
+    c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), clock=lambda: now[0])
+    d = load_dataset(RECORDINGS / "eval-a-3m")
+    labelled = int((d.labels >= 0).sum())
+    learned = []
+    for _ in range(10):  # a batch a second
+        now[0] += 1.0
+        learned.append(c.feedback(d.batch, d.labels))
+    m = c.metrics
+    spent = m.learning_seconds._value.get()
+    # ten seconds at 2 %, the first second's worth, and the last flow's overrun (generous: a
+    # flow takes 1 to 7 ms here, longer on a busy machine)
+    assert 0 < spent <= 0.02 * 10 + 0.02 + 0.1, spent
+    # the count budgets would have let all ten batches be learned: the time left most of them
+    assert 0 < sum(learned) < 5 * labelled, (learned, labelled)
+    assert m.unlearned.labels("feedback")._value.get() == 10 * labelled - sum(learned)
 
 
 def test_real_non_ai_captures_the_model_never_saw_are_not_taken_for_ai():
