@@ -34,7 +34,7 @@ from streams.config import Config
 from streams.continuity import Continuity
 from streams.linkstate import LinkStates
 from streams.metrics import IngestMetrics
-from streams.topics import read_compacted, read_latest
+from streams.topics import STATE_MESSAGE_BYTES, read_compacted, read_latest
 from streams.wire import TICK_KEY, WireError, decode_batch, decode_tick
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,9 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         consumer_auto_offset_reset="earliest",
         topic_partitions=k.flows_partitions,
         topic_replication_factor=1,
-        producer_max_request_size=k.max_message_bytes,
+        # its producer also writes the classifier's checkpoints (10 MB and more): the topics
+        # limit what they take (the state topics STATE_MESSAGE_BYTES, the others the broker's)
+        producer_max_request_size=max(k.max_message_bytes, STATE_MESSAGE_BYTES),
         consumer_max_fetch_size=k.max_message_bytes,
         broker_session_timeout=k.session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, k.session_timeout_seconds / 5),

@@ -21,6 +21,10 @@ from streams.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
+# The largest message of the compacted state topics (the classifier's checkpoint: about 10 MB
+# once bootstrapped, and it grows as it learns; the link states).
+STATE_MESSAGE_BYTES = 64 << 20
+
 
 def wanted_topics(cfg: Config) -> list[NewTopic]:
     k = cfg.kafka
@@ -34,9 +38,9 @@ def wanted_topics(cfg: Config) -> list[NewTopic]:
         NewTopic(cfg.analysis.series_topic, 1, 1),
         NewTopic(cfg.classify.feedback_topic, 1, 1),
         NewTopic(cfg.classify.checkpoint_topic, 1, 1, topic_configs={
-            "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
+            "cleanup.policy": "compact", "max.message.bytes": str(STATE_MESSAGE_BYTES)}),
         NewTopic(cfg.linkstate.topic, k.flows_partitions, 1, topic_configs={
-            "cleanup.policy": "compact", "max.message.bytes": str(64 << 20)}),
+            "cleanup.policy": "compact", "max.message.bytes": str(STATE_MESSAGE_BYTES)}),
     ]  # fmt: skip
 
 
@@ -78,7 +82,8 @@ async def read_compacted(
     compacted state topics). A key whose last value is empty (a tombstone) is left out."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=cfg.kafka.broker, client_id=f"{cfg.kafka.client_id}-restore",
-        enable_auto_commit=False, max_partition_fetch_bytes=64 << 20, fetch_max_bytes=64 << 20,
+        enable_auto_commit=False, max_partition_fetch_bytes=STATE_MESSAGE_BYTES,
+        fetch_max_bytes=STATE_MESSAGE_BYTES,
     )  # fmt: skip
     try:
         await asyncio.wait_for(consumer.start(), wait)

@@ -41,7 +41,10 @@ def labelled() -> list[bytes]:
 
 
 def test_worker_classifies_learns_from_feedback_and_resumes_its_model(broker, names, start_worker):
-    env = {"INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "1", "INFERWATCH_CLASSIFY__BOOTSTRAP": "[]"}
+    env = {"INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "1", "INFERWATCH_CLASSIFY__BOOTSTRAP": "[]",
+           # every round of feedback learned, however soon after the last (not the budget's
+           # test: tests/unit/test_classification.py)
+           "INFERWATCH_CLASSIFY__LEARN_TIME_SHARE": "1"}  # fmt: skip
     worker = start_worker(env)
     records = [orjson.dumps(r) for r in probe_records()]
     asyncio.run(produce(broker, names.raw, records))
@@ -82,7 +85,8 @@ def test_a_new_worker_bootstraps_and_classifies_unnamed_flows_by_behaviour(
 ):
     """The default bootstrap (the three eval recordings and nDPI's real captures) and names
     off: the e2e recording's flows, which the model never saw, recorded without server names."""
-    worker = start_worker({"INFERWATCH_CLASSIFY__NAMES": "off"})
+    worker = start_worker({"INFERWATCH_CLASSIFY__NAMES": "off",
+                           "INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "1"})  # fmt: skip
     # the records of both metering paths of eval-a, eval-b and eval-c with ground truth (1086)
     # and the probe's records of nDPI's captures (352)
     worker.wait_total("inferwatch_classifier_learned_flows_total", 1438, source="bootstrap")
@@ -102,4 +106,9 @@ def test_a_new_worker_bootstraps_and_classifies_unnamed_flows_by_behaviour(
     # (13.9) in one; the default seed, 42, gets 12 with three passes, 13 with one.
     print(f"bootstrapped worker, names off: {right} of {len(records)} e2e flows right")
     assert right >= len(records) - 3, (right, want, got)
+    # the bootstrapped model (about 10 MB pickled) fits its compacted topic: a batch after a
+    # second writes it (it failed on the 8-MB message limit of the other topics)
+    asyncio.run(produce(broker, names.raw, [orjson.dumps(records[0])]))
+    worker.wait_total("inferwatch_classifier_checkpoints_total", 1, outcome="written")
+    assert worker.total("inferwatch_classifier_checkpoints_total", outcome="failed") == 0
     worker.terminate()
