@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import platform
 import random
@@ -22,6 +23,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +67,11 @@ def parse_mix(text: str) -> dict[str, int]:
 def make_records(plan: Plan, now: float) -> list[bytes]:
     """N records in the mix: a pool of at most 200,000 distinct ones, repeated."""
     rng = random.Random(plan.seed)
-    gens = [
-        g
-        for g in (synth.pmacct, synth.goflow2, synth.native)
-        for _ in range(plan.mix.get(g.__name__, 0))
-    ]
+    named = functools.partial(synth.native, names=synth.LEARNED_NAMES)  # the worker learns
+    kinds: dict[str, Callable[[random.Random, float], dict[str, object]]] = {
+        "pmacct": synth.pmacct, "goflow2": synth.goflow2, "native": named,
+    }  # fmt: skip
+    gens = [g for name, g in kinds.items() for _ in range(plan.mix.get(name, 0))]
     pool = [orjson.dumps(gens[i % len(gens)](rng, now)) for i in range(min(plan.records, 200_000))]
     return [pool[i % len(pool)] for i in range(plan.records)]
 

@@ -64,13 +64,17 @@ def goflow2(rng: random.Random, now: float) -> dict[str, object]:
     }
 
 
-# Names in the native records: none, an AI provider, an unknown one, and two the catalog gives
-# one class (video, bulk), which the worker learns from as on a real network.
-SERVER_NAMES = (None, "api.openai.com", "example.org", "rr3---sn-4g5e6nsz.googlevideo.com",
-                "download.windowsupdate.com")  # fmt: skip
+# Names in the native records: none, an AI provider (the catalog's prior only) and an unknown.
+SERVER_NAMES: tuple[str | None, ...] = (None, "api.openai.com", "example.org")
+# The benchmark's add two the catalog gives one class (video, bulk), which a worker learns
+# from, as on a real network. The tests keep to the others: a worker taught that these random
+# flows are video would take the lab flows a test feeds it next for video too.
+LEARNED_NAMES = (*SERVER_NAMES, "rr3---sn-4g5e6nsz.googlevideo.com", "download.windowsupdate.com")
 
 
-def native(rng: random.Random, now: float) -> dict[str, object]:
+def native(
+    rng: random.Random, now: float, names: tuple[str | None, ...] = SERVER_NAMES
+) -> dict[str, object]:
     start = now - rng.uniform(1, 60)
     n = rng.randint(1, 20)
     rec: dict[str, object] = {
@@ -88,7 +92,7 @@ def native(rng: random.Random, now: float) -> dict[str, object]:
         "packets_rev": rng.randint(1, 900),
         "exporter": "probe-1",
         "iface_in": 1,
-        "server_name": rng.choice(SERVER_NAMES),
+        "server_name": rng.choice(names),
         "pkts": {
             "size": [rng.randint(40, 1500) for _ in range(n)],
             "dir": [rng.randint(0, 1) for _ in range(n)],
