@@ -49,21 +49,27 @@ def test_100000_hostile_messages(broker, names, start_worker):
     messages = []
     for i in range(100_000):
         messages.append(valid[i % len(valid)] if i % 5 == 0 else hostile(rng, valid))
-    # the same decoder tells how many are valid (a mutation can leave a record valid)
-    res = BatchDecoder().decode(messages, [time.time()] * len(messages))
-    n_ok, n_bad = len(res.batch), len(res.rejects)
-    assert n_ok >= 20_000 and n_bad >= 70_000
+    # the same decoder tells how many are valid (a mutation can leave a record valid). Times
+    # are checked against the append time (at most 366 days old, 1 day ahead), which the worker
+    # sees a little later than this: a mutated time at such a limit may go either way (seen
+    # once in 100,000), so the count is a range, from now to ten minutes from now
+    now = time.time()
+    counts = [len(BatchDecoder().decode(messages, [t] * len(messages)).batch)
+              for t in (now, now + 600)]  # fmt: skip
+    low, high = min(counts), max(counts)
+    assert low >= 20_000 and len(messages) - high >= 70_000
 
     asyncio.run(create_topic(broker, names.raw, 4))
     asyncio.run(produce(broker, names.raw, messages))
     worker = start_worker()
     worker.wait_total("inferwatch_flow_records_total", len(messages), timeout=180)
+    n_ok = worker.total("inferwatch_flow_records_total", outcome="ok")
+    n_bad = worker.total("inferwatch_flow_records_total", outcome="invalid")
+    assert low <= n_ok <= high and n_ok + n_bad == len(messages), (low, n_ok, high)
     worker.wait_total("inferwatch_analysed_records_total", n_ok, timeout=120)
-    assert worker.total("inferwatch_flow_records_total", outcome="ok") == n_ok
-    assert worker.total("inferwatch_flow_records_total", outcome="invalid") == n_bad
     assert worker.total("inferwatch_analysis_errors_total") == 0
     assert worker.total("inferwatch_flow_records_total", reason="internal_error") == 0
-    dlq = asyncio.run(read_all(broker, names.dlq, n_bad, wait=60))
+    dlq = asyncio.run(read_all(broker, names.dlq, int(n_bad), wait=60))
     assert len(dlq) == n_bad
     assert worker.proc.poll() is None
     assert worker.terminate() < 10
