@@ -50,23 +50,17 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not integration" tests
+	$(PY) -m pytest -m "not integration" --doctest-modules streams detectors tests
 
 integration: setup lab-setup
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  $(PY) -m pytest -m integration tests
 
-# The unit tests and doctests (no services, about 75 s of CPU) run in a second pytest process
-# beside the service tests, which run one after another (they share the broker, the lab's
-# namespaces and the machine); the unit report follows theirs; either failing fails the run.
+# Every test against a fresh broker, in two lanes beside each other (tests/run_suite.sh): the
+# lab's service tests then the unit tests and doctests, and the other service tests.
 test: setup lab-setup lint typecheck
-	@mkdir -p .cache
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
-	  bash -c '$(PY) -m pytest -p no:cacheprovider -m "not integration" --doctest-modules \
-	      --durations=5 streams detectors tests > .cache/unit-tests.log 2>&1 & unit=$$!; \
-	    $(PY) -m pytest -m integration --durations=15 tests; rc=$$?; \
-	    wait $$unit; urc=$$?; echo "== unit tests and doctests (run beside the above) =="; \
-	    cat .cache/unit-tests.log; if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$urc'
+	  PY=$(PY) tests/run_suite.sh
 
 # The long opt-in scenarios (about 70 minutes, not in `make test`): ten quiet minutes and a
 # 15-minute ramp on a congested lab link, lab link anomalies, an alert storm through a
