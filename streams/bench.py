@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from streams import synth
 from streams.ingest.decode import BatchDecoder
@@ -165,25 +166,30 @@ async def raw_consume_rate(broker: str, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-def _scrape(port: int, only: str | None = None) -> dict[str, Any]:
-    """The worker's metrics (``only``: just that family, a cheap scrape for polling)."""
+def _samples(port: int, only: str | None = None) -> Iterator[Sample]:
+    """The worker's metric samples (``only``: just that family, a cheap scrape for polling)."""
     query = f"?name[]={only}" if only else ""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=5) as r:
         body = r.read().decode()
-    out: dict[str, Any] = {"buckets": {}, "ingest_buckets": {}, "queue_buckets": {}}
     for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            if s.name == "inferwatch_analysis_latency_seconds_bucket":
-                out["buckets"][float(s.labels["le"])] = s.value
-            elif s.name == "inferwatch_analysis_queue_seconds_bucket":
-                out["queue_buckets"][float(s.labels["le"])] = s.value
-            elif s.name == "inferwatch_processing_latency_seconds_bucket":
-                out["ingest_buckets"][float(s.labels["le"])] = s.value
-            elif not s.labels:
-                out[s.name] = s.value
-            elif s.name in ("inferwatch_flow_records_total", "inferwatch_consumer_lag_records",
-                            "inferwatch_top_talker_evictions_total"):  # fmt: skip
-                out[s.name] = out.get(s.name, 0.0) + s.value  # summed over their labels
+        yield from fam.samples
+
+
+def _scrape(port: int, only: str | None = None) -> dict[str, Any]:
+    """The worker's metrics (``only``: just that family)."""
+    out: dict[str, Any] = {"buckets": {}, "ingest_buckets": {}, "queue_buckets": {}}
+    for s in _samples(port, only):
+        if s.name == "inferwatch_analysis_latency_seconds_bucket":
+            out["buckets"][float(s.labels["le"])] = s.value
+        elif s.name == "inferwatch_analysis_queue_seconds_bucket":
+            out["queue_buckets"][float(s.labels["le"])] = s.value
+        elif s.name == "inferwatch_processing_latency_seconds_bucket":
+            out["ingest_buckets"][float(s.labels["le"])] = s.value
+        elif not s.labels:
+            out[s.name] = s.value
+        elif s.name in ("inferwatch_flow_records_total", "inferwatch_consumer_lag_records",
+                        "inferwatch_top_talker_evictions_total"):  # fmt: skip
+            out[s.name] = out.get(s.name, 0.0) + s.value  # summed over their labels
     return out
 
 
@@ -268,6 +274,13 @@ def _names(suffix: str) -> dict[str, str]:
     return {k: f"bench-{suffix}.{v}" for k, v in topics.items()}
 
 
+def _topics(broker: str, suffix: str) -> dict[str, str]:
+    """The private topic names of a run, its raw topic created."""
+    names = _names(suffix)
+    asyncio.run(_create_topics(broker, names))
+    return names
+
+
 def _start_worker(
     broker: str, suffix: str, names: dict[str, str], extra: dict[str, str] | None = None
 ) -> _Worker:
@@ -326,9 +339,8 @@ def _backlog_rate(worker: _Worker, broker: str, values: list[bytes]) -> tuple[fl
 
 def run(plan: Plan) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
-    names = _names(suffix)
+    names = _topics(plan.broker, suffix)
     now = time.time()
-    asyncio.run(_create_topics(plan.broker, names))
     values = distinct_records(0, plan.records, now) if plan.distinct else make_records(plan, now)
     worker = _start_worker(plan.broker, suffix, names)
     proc, port = worker.proc, worker.port
@@ -416,8 +428,7 @@ def soak(
     ``sample_seconds``; with ``stall`` (at, seconds), busy every core for a while (the worker
     must come back to its latency after it). Returns the samples and, last, a summary."""
     suffix = uuid.uuid4().hex[:8]
-    names = _names(suffix)
-    asyncio.run(_create_topics(broker, names))
+    names = _topics(broker, suffix)
     worker = _start_worker(broker, suffix, names)
     samples: list[dict[str, Any]] = []
     try:
@@ -512,8 +523,7 @@ def run_classify_cost(plan: Plan, pairs: int = 3) -> dict[str, Any]:
     for pair in range(pairs):
         for mode in ("off", "on"):
             run = f"{suffix}-{mode}{pair}"
-            names = _names(run)
-            asyncio.run(_create_topics(plan.broker, names))
+            names = _topics(plan.broker, run)
             worker = _start_worker(
                 plan.broker, run, names,
                 {"INFERWATCH_CLASSIFY__ENABLED": "true" if mode == "on" else "false"},
@@ -561,8 +571,7 @@ def run_startup(plan: Plan, workers: int = 3) -> dict[str, Any]:
     runs = []
     for i in range(workers):
         suffix = uuid.uuid4().hex[:8]
-        names = _names(suffix)
-        asyncio.run(_create_topics(plan.broker, names))
+        names = _topics(plan.broker, suffix)
         t0 = time.monotonic()
         worker = _start_worker(plan.broker, suffix, names)
         try:
@@ -614,8 +623,7 @@ def run_scale(plan: Plan, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     rates: dict[int, float] = {}
     for count in counts:
         suffix = f"{uuid.uuid4().hex[:8]}-w{count}"
-        names = _names(suffix)
-        asyncio.run(_create_topics(plan.broker, names))
+        names = _topics(plan.broker, suffix)
         workers = [_start_worker(plan.broker, suffix, names) for _ in range(count)]
         try:
             for w in workers:  # classifiers bootstrapped: startup is not throughput
@@ -671,8 +679,7 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
     """kill -9 a worker once ``kill_at`` of N records are committed, start another: account for
     every record and count the duplicates (what was processed after the last commit)."""
     suffix = uuid.uuid4().hex[:8]
-    names = _names(suffix)
-    asyncio.run(_create_topics(plan.broker, names))
+    names = _topics(plan.broker, suffix)
     good = make_records(plan, time.time())
     bad = [b'{"ip_src": "10.0.0.1", "bytes": "lots"}'] * (plan.records // 100)  # 1 % refused
     values = good + bad
@@ -732,14 +739,11 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
 
 def _scrape_labelled(port: int, name: str, label: str) -> dict[str, float]:
     """A labelled family of the worker's metrics, summed by the value of one label."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        body = r.read().decode()
     out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            if s.name == name:
-                key = s.labels.get(label, "")
-                out[key] = out.get(key, 0.0) + s.value
+    for s in _samples(port, name):
+        if s.name == name:
+            key = s.labels.get(label, "")
+            out[key] = out.get(key, 0.0) + s.value
     return out
 
 
