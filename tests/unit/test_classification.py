@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,17 +165,23 @@ def test_behaviour_only_targets_on_a_link_the_model_did_not_learn_on(train_on, t
     assert d["qoe"]["tokens_per_s_median_abs_rel_error"] <= 0.15
 
 
-def test_a_changed_world_is_a_drift_event_on_alerts():
+def _classification(clock: Any = None, alert: Any = None, **settings: Any) -> Any:
+    """The worker's Classification with no catalog and no bootstrap, ``settings`` its own."""
     from prometheus_client import CollectorRegistry
 
     from streams.classification import Classification
     from streams.config import ClassifyConfig
     from streams.metrics import ClassifierMetrics
 
+    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, **settings)
+    extra = {"clock": clock} if clock is not None else {}
+    return Classification(cfg, ClassifierMetrics(CollectorRegistry()), alert=alert, **extra)
+
+
+def test_a_changed_world_is_a_drift_event_on_alerts():
     events: list[dict] = []
-    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=1000,
-                         learn_time_share=1.0)  # fmt: skip
-    c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), alert=events.append)
+    c = _classification(alert=events.append, learn_per_batch=1000, learn_time_share=1.0)
+    cfg = c.cfg
     d = load_dataset(RECORDINGS / "e2e")
     for _ in range(30):  # a stable world: the model learns it, its errors fall
         c.feedback(d.batch, d.labels)
@@ -200,16 +207,9 @@ def test_a_changed_world_is_a_drift_event_on_alerts():
 def test_learning_is_bounded_per_second_and_what_is_left_is_counted():
     """Learning a flow costs about a millisecond: named flows arriving faster than
     ``learn_per_second`` are not all learned, and the ones left are counted."""
-    from prometheus_client import CollectorRegistry
-
-    from streams.classification import Classification
-    from streams.config import ClassifyConfig
-    from streams.metrics import ClassifierMetrics
-
     now = [1000.0]
-    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=64,
-                         learn_per_second=10, learn_time_share=1.0)  # fmt: skip
-    c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), clock=lambda: now[0])
+    c = _classification(lambda: now[0], learn_per_batch=64, learn_per_second=10,
+                        learn_time_share=1.0)  # fmt: skip
     d = load_dataset(RECORDINGS / "eval-a-3m")
     labelled = int((d.labels >= 0).sum())
     assert labelled > 64
@@ -228,16 +228,9 @@ def test_learning_takes_at_most_its_share_of_the_time():
     """However long a flow takes to learn, learning (and the forest's copy after it) takes at
     most ``learn_time_share`` of the time: a second's worth at once, and what a flow overran
     is owed before the next."""
-    from prometheus_client import CollectorRegistry
-
-    from streams.classification import Classification
-    from streams.config import ClassifyConfig
-    from streams.metrics import ClassifierMetrics
-
     now = [1000.0]
-    cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, learn_per_batch=100_000,
-                         learn_per_second=100_000, learn_time_share=0.02)  # fmt: skip
-    c = Classification(cfg, ClassifierMetrics(CollectorRegistry()), clock=lambda: now[0])
+    c = _classification(lambda: now[0], learn_per_batch=100_000, learn_per_second=100_000,
+                        learn_time_share=0.02)  # fmt: skip
     d = load_dataset(RECORDINGS / "eval-a-3m")
     labelled = int((d.labels >= 0).sum())
     learned = []
