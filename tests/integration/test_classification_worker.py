@@ -111,4 +111,6 @@ def test_a_new_worker_bootstraps_and_classifies_unnamed_flows_by_behaviour(
     asyncio.run(produce(broker, names.raw, [orjson.dumps(records[0])]))
     worker.wait_total("inferwatch_classifier_checkpoints_total", 1, outcome="written")
     assert worker.total("inferwatch_classifier_checkpoints_total", outcome="failed") == 0
+    saved = asyncio.run(read_all(broker, names.model, 1, wait=10))
+    assert saved and len(saved[-1].value) > 8 << 20, [len(m.value) for m in saved]
     worker.terminate()
