@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ from streams.topics import STATE_MESSAGE_BYTES, read_compacted, read_latest
 from streams.wire import TICK_KEY, WireError, decode_batch, decode_tick
 
 log = logging.getLogger(__name__)
+
+# How long a partition's leaving waits for the broker to have its links' detector state
+STATE_DELIVERY_SECONDS = 10.0
 
 
 class _Checkpoint(msgspec.Struct, array_like=True):
@@ -86,15 +90,38 @@ async def _flush(
         await outputs[kind].send(key=key, value=value)
 
 
+def _when_delivered(
+    fut: Any, written: Callable[[], None], failed: Callable[[BaseException], None]
+) -> None:
+    """Call ``written`` once the broker has acknowledged the message of Faust's send future
+    ``fut``, or ``failed`` with the reason it was refused or lost."""
+
+    def done(f: asyncio.Future[Any]) -> None:
+        exc = asyncio.CancelledError() if f.cancelled() else f.exception()
+        if exc is None:
+            written()
+        else:
+            failed(exc)
+
+    fut.add_done_callback(done)
+
+
 async def _save_model(classification: Classification, topic: Any, app_id: str) -> None:
+    """Send the model's checkpoint; it is counted as written when the broker has it."""
+    counted = classification.metrics.checkpoints
+
+    def failed(exc: BaseException) -> None:  # the next checkpoint retries
+        counted.labels("failed").inc()
+        log.error("the classifier checkpoint was not written: %r", exc)
+
     try:
         if classification.cfg.checkpoint == "disk":
             classification.save_to_disk()
         else:
-            await topic.send(key=app_id.encode(), value=classification.dumps())
-            classification.metrics.checkpoints.labels("written").inc()
+            fut = await topic.send(key=app_id.encode(), value=classification.dumps())
+            _when_delivered(fut, counted.labels("written").inc, failed)
     except Exception:  # a failed save must not stop the analysis; the next one retries
-        classification.metrics.checkpoints.labels("failed").inc()
+        counted.labels("failed").inc()
         log.exception("saving the classifier checkpoint failed")
 
 
@@ -113,13 +140,27 @@ async def _resume_links(cfg: Config, states: LinkStates, partitions: list[int]) 
 
 
 async def _save_links(states: LinkStates, topic: Any, only: int | None = None) -> None:
+    """Send the changed links' detector state; each is counted as written when the broker has
+    it, and a link whose record is refused or lost is sent again at the next checkpoint.
+    The state of one partition (``only``: it is leaving) is awaited until the broker has it,
+    for the next owner reads it from there."""
+    sent = []
     for partition, link, state in states.checkpoints(only):
+        name = link.decode()
+
+        def failed(exc: BaseException, name: str = name) -> None:
+            states.failed(name)
+            log.error("the detector state of link %s was not written: %r", name, exc)
+
         try:
-            await topic.send(key=link, value=state, partition=partition)
-            states.metrics.checkpoints.labels("written").inc()
+            fut = await topic.send(key=link, value=state, partition=partition)
+            _when_delivered(fut, states.metrics.checkpoints.labels("written").inc, failed)
+            sent.append(fut)
         except Exception:  # the next checkpoint retries; the analysis goes on
-            states.failed(link.decode())
-            log.exception("saving the detector state of link %s failed", link.decode())
+            states.failed(name)
+            log.exception("saving the detector state of link %s failed", name)
+    if only is not None and sent:  # failures are counted and logged by their callbacks
+        await asyncio.wait(sent, timeout=STATE_DELIVERY_SECONDS)
 
 
 def _waiting(queue: Any, partition: int) -> bool:

@@ -684,15 +684,19 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
     bad = [b'{"ip_src": "10.0.0.1", "bytes": "lots"}'] * (plan.records // 100)  # 1 % refused
     values = good + bad
     random.Random(plan.seed).shuffle(values)
-    asyncio.run(produce(plan.broker, names["raw"], values))
     group = f"bench-{suffix}-ingest"
     extra = {"INFERWATCH_CLASSIFY__CHECKPOINT": "kafka",  # the model must come back too
              "INFERWATCH_CLASSIFY__CHECKPOINT_TOPIC": f"bench-{suffix}.classifier.v1",
              "INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "5"}  # fmt: skip
     first = _start_worker(plan.broker, suffix, names, extra)
-    try:
+    try:  # the records come once the model is bootstrapped: its first checkpoint is then due
+        _wait(first.port, "inferwatch_analysis_ready", 1, first.proc, 300)
+        asyncio.run(produce(plan.broker, names["raw"], values))
         deadline = time.monotonic() + 600
-        while asyncio.run(committed(plan.broker, group, names["raw"])) < kill_at * len(values):
+        while (
+            asyncio.run(committed(plan.broker, group, names["raw"])) < kill_at * len(values)
+            or _checkpoints(first.port).get("written", 0.0) < 1  # acknowledged by the broker
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError("the first worker did not get far enough")
             time.sleep(0.2)
@@ -714,9 +718,7 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
         _wait(second.port, "inferwatch_flow_records_total", len(values) - resumed_from,
               second.proc, 120)  # fmt: skip
         after = _scrape(second.port)
-        restored = _scrape_labelled(
-            second.port, "inferwatch_classifier_checkpoints_total", "outcome"
-        ).get("restored", 0.0)
+        restored = _checkpoints(second.port).get("restored", 0.0)
     finally:
         second.stop()
     published = asyncio.run(_count_published(plan.broker, names["flows"]))
@@ -735,6 +737,11 @@ def run_crash(plan: Plan, kill_at: float = 0.4) -> dict[str, Any]:
         "dlq_duplicates": dlq - len(bad),
         "model_restored": restored >= 1,
     }
+
+
+def _checkpoints(port: int) -> dict[str, float]:
+    """The worker's classifier checkpoints by outcome (written, restored, ...)."""
+    return _scrape_labelled(port, "inferwatch_classifier_checkpoints_total", "outcome")
 
 
 def _scrape_labelled(port: int, name: str, label: str) -> dict[str, float]:
