@@ -13,6 +13,16 @@ learned rows reached are refreshed. The copy reproduces river's
 ``predict_proba_one`` exactly (each tree's leaf distribution, weighted by the tree's running
 accuracy as ARF weighs its votes); ``tests/unit/test_classifier.py`` checks that on random
 data, so a river upgrade that changes its trees fails there rather than silently here.
+
+The forest's size is bounded. With ``tau`` 0.3 a leaf splits once it has seen about 30 flows,
+whatever the split is worth, so on noisy labels a tree grows without end: learning the
+benchmark's catalog-named flows grew the bootstrapped model from 10 MB to 124 MB in 4,000
+flows, and each flow cost more to learn (4 to 10 ms). River's own bound (``max_size``)
+estimates the size a tree has now; its leaves grow further as they see more classes (about
+43 KB a leaf with all nine), and models with that bound still reached 70 MB. So a tree that
+reaches ``max_leaves`` leaves stops growing: its leaves drop the statistics they keep for
+splitting (``deactivate``) and keep their class counts, which still learn. Such a tree is
+replaced, like any other, when ARF's drift detector finds its error rising.
 """
 
 from __future__ import annotations
@@ -185,6 +195,7 @@ class FlowClassifier:
         grace_period: int = 25,
         delta: float = 0.05,
         tau: float = 0.3,
+        max_leaves: int = 128,
     ) -> None:
         # tau 0.3: a leaf splits on its best feature once the Hoeffding bound is below 0.3,
         # even if the runner-up is close. With river's default (0.05) the trees did not split
@@ -196,6 +207,8 @@ class FlowClassifier:
             n_models=n_models, seed=seed, leaf_prediction="mc", grace_period=grace_period,
             delta=delta, tau=tau,
         )  # fmt: skip
+        self.max_leaves = max_leaves  # per tree (bootstrapped trees have 13 to 94)
+        self.frozen = 0  # trees that reached it and stopped growing
         self.columns = {name: i for i, name in enumerate(FEATURES)}
         self.learned = 0
         self._stale = True  # learned since the copy was made
@@ -221,11 +234,25 @@ class FlowClassifier:
                 rows = rows[:i]
                 break
             self.model.learn_one(dict(zip(FEATURES, x[r].tolist(), strict=True)), CLASSES[y[r]])
+            self._bound()  # after every flow: a tree splits at most once a flow
         self.learned += len(rows)
         if len(rows):
             self._stale = True
             self._touched.append(x[rows])
         return len(rows)
+
+    def _bound(self) -> None:
+        """Stop the growth of every tree (and background tree) that has ``max_leaves``."""
+        for tree in (*self.model.data, *self.model._background):
+            if tree is None or not tree._growth_allowed:
+                continue
+            if tree._n_active_leaves + tree._n_inactive_leaves >= self.max_leaves:
+                for leaf in tree._find_leaves():
+                    leaf.deactivate()  # idempotent: the split statistics go, the counts stay
+                tree._n_inactive_leaves += tree._n_active_leaves
+                tree._n_active_leaves = 0
+                tree._growth_allowed = False
+                self.frozen += 1
 
     # -- prediction -------------------------------------------------------------------------
     def sync(self) -> None:
@@ -290,6 +317,7 @@ class FlowClassifier:
         state = {
             "format": CHECKPOINT_FORMAT, "river": RIVER_VERSION, "features": FEATURES,
             "classes": CLASSES, "learned": self.learned, "model": self.model,
+            "frozen": self.frozen,
         }  # fmt: skip
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -314,4 +342,5 @@ class FlowClassifier:
         self = cls()
         self.model = state["model"]
         self.learned = int(state["learned"])
+        self.frozen = int(state.get("frozen", 0))
         return self

@@ -111,7 +111,9 @@ class Classification:
         self.alert = alert
         self.clock = clock
         catalog = load_endpoints(resolve_path(cfg.endpoints_file))
-        self.clf = TrafficClassifier(catalog, FlowClassifier(), names=cfg.names)
+        model = FlowClassifier(max_leaves=cfg.max_tree_leaves)
+        self.clf = TrafficClassifier(catalog, model, names=cfg.names)
+        self._frozen = 0  # the model's frozen trees already counted
         self.recent: collections.deque[tuple[int, int]] = collections.deque(
             maxlen=cfg.validation_window
         )
@@ -183,6 +185,7 @@ class Classification:
                 learned = self.clf.learn(result.features[rows], labels[rows], budget, deadline)
                 self.clf.model.sync()  # the copy's update is learning's cost too
             spent = time.perf_counter() - t0
+            self._count_frozen()
             self._tokens -= learned
             self._seconds -= spent
             self.metrics.learning_seconds.inc(spent)
@@ -190,6 +193,12 @@ class Classification:
         if learned < rows.size:
             self.metrics.unlearned.labels(source).inc(rows.size - learned)
         return learned
+
+    def _count_frozen(self) -> None:
+        frozen = self.clf.model.frozen
+        if frozen > self._frozen:
+            self.metrics.frozen.inc(frozen - self._frozen)
+        self._frozen = frozen
 
     def _budget(self) -> int:
         """Flows that may be learned now: the bucket refills at ``learn_per_second`` up to
@@ -263,7 +272,9 @@ class Classification:
 
     def dumps(self) -> bytes:
         self.last_checkpoint = self.clock()
-        return self.clf.model.dumps()
+        data = self.clf.model.dumps()
+        self.metrics.model_bytes.set(len(data))
+        return data
 
     def save_to_disk(self) -> None:
         path = resolve_path(self.cfg.checkpoint_path)
@@ -284,7 +295,9 @@ class Classification:
             log.error("classifier checkpoint in %s refused (%s); starting fresh", where, exc)
             self.metrics.checkpoints.labels("refused").inc()
             return False
+        model.max_leaves = self.cfg.max_tree_leaves
         self.clf.model = model
+        self._frozen = model.frozen
         self.metrics.checkpoints.labels("restored").inc()
         log.info("classifier resumed from %s: %d flows learned", where, model.learned)
         return True
@@ -304,6 +317,7 @@ class Classification:
             except InferwatchError as exc:
                 log.error("classifier bootstrap: skipping %s: %s", name, exc)
         train(self.clf, datasets)  # interleaved: an online learner forgets what came first
+        self._count_frozen()
         learned = self.clf.model.learned - before
         if learned:
             self.metrics.learned.labels("bootstrap").inc(learned)

@@ -552,6 +552,26 @@ def bench_pipeline(
             f.write(line + "\n")
 
 
+@bench.command("model")
+@click.option("--flows", type=int, default=4000, show_default=True,
+              help="Labelled flows each copy of the model learns.")  # fmt: skip
+@click.option("--step", type=int, default=500, show_default=True,
+              help="Flows learned between two measurements.")  # fmt: skip
+@click.option("--max-leaves", type=int, default=None,
+              help="The bounded copy's leaves per tree [default: the config's].")  # fmt: skip
+def bench_model(flows: int, step: int, max_leaves: int | None) -> None:
+    """Model size and learning cost as the classifier learns, with and without its bound.
+
+    No broker: the bootstrapped model learns the pipeline benchmark's catalog-labelled flows
+    in two copies side by side; prints one JSON line.
+    """
+    import orjson
+
+    from streams.bench_model import run_model
+
+    click.echo(orjson.dumps(run_model(flows, step, max_leaves)).decode())
+
+
 @bench.command("soak")
 @click.option("--broker", required=True, help="Kafka bootstrap server HOST:PORT.")
 @click.option("--minutes", type=float, default=30.0, show_default=True)

@@ -162,6 +162,9 @@ class ClassifyConfig(_Section):
         0.05, gt=0, le=1,
         description="share of the time learning may take (the flows and the forest's copy)",
     )  # fmt: skip
+    max_tree_leaves: int = Field(
+        128, ge=2, description="a tree of the forest stops growing at this many leaves"
+    )
     feedback_topic: str = "labels.v1"
     checkpoint: Literal["kafka", "disk", "off"] = "kafka"
     checkpoint_topic: str = "classifier.v1"

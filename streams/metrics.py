@@ -437,6 +437,16 @@ class ClassifierMetrics:
             "copy after it (bounded by classify.learn_time_share).",
             registry=registry,
         )
+        self.frozen = Counter(
+            "inferwatch_classifier_trees_frozen",
+            "Trees of the forest that reached classify.max_tree_leaves and stopped growing.",
+            registry=registry,
+        )
+        self.model_bytes = Gauge(
+            "inferwatch_classifier_model_bytes",
+            "Size of the model's last checkpoint.",
+            registry=registry,
+        )
         self.precision = Gauge(
             "inferwatch_classifier_precision",
             "Progressive (test-then-train) precision per class over the last labelled flows.",

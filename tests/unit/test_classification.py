@@ -274,3 +274,18 @@ def test_real_non_ai_captures_the_model_never_saw_are_not_taken_for_ai():
         share[name] = float(ai[clf.classify(part(held).batch).label].mean())
     assert share["lab+real"] <= 0.15, share  # measured 0.07
     assert share["lab"] >= 0.5, share  # the lab alone: most real traffic looked like AI (0.93)
+
+
+def test_bench_model_reports_both_copies_from_one_bootstrap():
+    """``inferwatch bench model``: the bounded copy stops every bootstrapped tree (13 to 94
+    leaves, and background trees) at 8 and sheds their split statistics; the unbounded one
+    keeps them."""
+    from streams.bench_model import run_model
+
+    out = run_model(flows=300, step=150, max_leaves=8)
+    bounded, unbounded = out["bounded"], out["unbounded"]
+    assert out["max_tree_leaves"] == 8 and out["bootstrapped_mb"] > 1
+    assert bounded["trees_frozen"] >= 10 and unbounded["trees_frozen"] == 0
+    assert bounded["checkpoint_mb_final"] < out["bootstrapped_mb"] / 5
+    assert unbounded["checkpoint_mb_final"] > 10 * bounded["checkpoint_mb_final"]
+    assert [p["learned"] for p in bounded["trace"]] == [150, 300]

@@ -86,3 +86,28 @@ def test_checkpoint_round_trip_and_refusal():
         FlowClassifier.loads(pickle.dumps(state))
     with pytest.raises(ValueError, match="not an inferwatch classifier checkpoint"):
         FlowClassifier.loads(pickle.dumps({"x": 1}))
+
+
+def test_trees_stop_growing_at_max_leaves():
+    """On labels that are noise a Hoeffding tree splits about every 30 flows, forever. With
+    ``max_leaves`` every tree stops there, keeps learning class counts, and the copy still
+    predicts exactly what river does; without it, the same flows grow a far larger model."""
+    rng = np.random.default_rng(8)
+    feats = rng.normal(size=(3000, len(FEATURES)))
+    noise = rng.integers(0, len(CLASSES), size=3000)
+    capped, free = FlowClassifier(n_models=3, max_leaves=12), FlowClassifier(n_models=3)
+    for start in range(0, 3000, 50):
+        capped.learn(feats[start : start + 50], noise[start : start + 50])
+        free.learn(feats[start : start + 50], noise[start : start + 50])
+        assert max(t.n_leaves or 1 for t in capped.model) <= 12
+    assert capped.frozen >= 3
+    assert max(t.n_leaves for t in free.model) > 24
+    assert len(capped.dumps()) * 3 < len(free.dumps())  # the statistics for splitting went
+    before = capped.predict_proba(feats[:200])
+    capped.learn(feats[:300], np.full(300, INDEX["bulk"]))  # a frozen tree's leaves still learn
+    after = capped.predict_proba(feats[:200])
+    assert after[:, INDEX["bulk"]].mean() > before[:, INDEX["bulk"]].mean()
+    for row, mine in zip(feats[:100], after[:100], strict=True):
+        theirs = capped.model.predict_proba_one(dict(zip(FEATURES, row.tolist(), strict=True)))
+        assert mine == pytest.approx(np.array([theirs.get(c, 0.0) for c in CLASSES]), abs=1e-9)
+    assert FlowClassifier.loads(capped.dumps()).frozen == capped.frozen
