@@ -1,9 +1,12 @@
-"""Traffic generators with ground truth: one server, one client, eight classes.
+"""Traffic generators with ground truth: one server, one client, every class.
 
 ``python -m lab.traffic server --dir D`` runs in the server namespace: an HTTPS server (aiohttp,
 TLS with a self-signed certificate for every lab server name) speaking an OpenAI-compatible
 chat completions API (``stream: true`` as server-sent events, or one JSON response), a
-realtime WebSocket, video segments, bulk and web objects; and a UDP RTP-like echo for VoIP.
+realtime WebSocket, video segments, bulk and web objects; a UDP RTP-like echo for VoIP; and,
+for the class ``other``, a remote shell (plain TCP, port 22: keystrokes echoed, command output
+in bursts), a DNS-like resolver (UDP, port 53) and IoT telemetry (MQTT-like over TLS, port
+8883: small readings every few seconds, acknowledged, now and then a command back).
 
 ``python -m lab.traffic client --scenario FILE --out FILE`` runs in the client namespace and
 plays the scenario: sessions of each class at seeded start times. For every connection it
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import math
 import random
 import socket
@@ -42,9 +46,13 @@ from detectors.classes import CLASSES as ALL_CLASSES
 
 HTTPS_PORT = 443
 RTP_PORT = 5004
+SHELL_PORT = 22
+DNS_PORT = 53
+TELEMETRY_PORT = 8883
+OTHER_KINDS = ("shell", "dns", "telemetry")  # an ``other`` session is one of these, in turn
 TRACE = Path(__file__).parent / "data" / "azure2023_conv_head2000.csv"
 FRAME_SECONDS = 0.02
-CLASSES = tuple(c for c in ALL_CLASSES if c != "other")  # the lab makes every class but "other"
+CLASSES = ALL_CLASSES  # the lab makes every class
 AI_CLASSES = frozenset(AI)
 
 
@@ -153,6 +161,48 @@ class _RtpEcho(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)  # the far end talks at the same 20 ms cadence
 
 
+class _Resolver(asyncio.DatagramProtocol):
+    """A DNS-like answer per query: its size the query names (two bytes after the first)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        size = int.from_bytes(data[2:4], "big") if len(data) >= 4 else 64
+        self.transport.sendto(data[:2] + bytes(max(12, min(size, 1400)) - 2), addr)
+
+
+async def _shell(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Each keystroke message echoed; a command (first byte 1) answered by output of the size
+    its next four bytes name, in a burst."""
+    try:
+        while head := await reader.read(512):
+            if head[0] == 1 and len(head) >= 5:
+                writer.write(bytes(min(int.from_bytes(head[1:5], "big"), 1 << 22)))
+            else:
+                writer.write(head)
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _telemetry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A 4-byte acknowledgement per reading; a reading with first byte 1 also gets a command
+    of the size its second byte names."""
+    try:
+        while msg := await reader.read(1024):
+            writer.write(b"\x40\x02\x00\x01")
+            if msg[0] == 1 and len(msg) >= 2:
+                writer.write(b"\x30" + bytes(max(msg[1], 8)))
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
 async def serve(directory: Path, host: str, names: list[str]) -> None:
     cert, key = make_certificate(directory, names)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -166,6 +216,9 @@ async def serve(directory: Path, host: str, names: list[str]) -> None:
     await web.TCPSite(runner, host, HTTPS_PORT, ssl_context=ctx, backlog=512).start()
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(_RtpEcho, local_addr=(host, RTP_PORT))
+    await loop.create_datagram_endpoint(_Resolver, local_addr=(host, DNS_PORT))
+    await asyncio.start_server(_shell, host, SHELL_PORT)
+    await asyncio.start_server(_telemetry, host, TELEMETRY_PORT, ssl=ctx)
     (directory / "server.ready").write_text("ready\n")
     await asyncio.Event().wait()
 
@@ -204,6 +257,15 @@ class Scenario:
             classes={k: dict(v or {}) for k, v in raw["classes"].items()},
             names={k: list(v) for k, v in raw.get("names", {}).items()},
         )
+
+
+class _Answer(asyncio.DatagramProtocol):
+    def __init__(self, done: asyncio.Future[int]) -> None:
+        self.done = done
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self.done.done():
+            self.done.set_result(len(data))
 
 
 async def _headers_sent(session: Any, ctx: Any, params: Any) -> None:
@@ -382,6 +444,89 @@ class Client:
         self.record(**dict(flow, proto=17, server_port=RTP_PORT), end=time.time(), sent=seq,
                     received=received)  # fmt: skip
 
+    async def _connect(
+        self, port: int, sni: str | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, tuple[str, int]]:
+        local = (self.client_ip, 0)
+        if port == TELEMETRY_PORT:  # over TLS
+            reader, writer = await asyncio.open_connection(
+                self.s.server_ip, port, local_addr=local, ssl=self.ctx, server_hostname=sni or ""
+            )
+        else:
+            reader, writer = await asyncio.open_connection(self.s.server_ip, port, local_addr=local)
+        return reader, writer, writer.get_extra_info("sockname")[:2]
+
+    async def shell(self, rng: random.Random, seconds: float) -> None:
+        """A remote shell: keystrokes at typing pace, each echoed; every few keystrokes a
+        command whose output comes back in one burst."""
+        start = time.time()
+        reader, writer, sock = await self._connect(SHELL_PORT)
+        keys = commands = 0
+        try:
+            while time.time() - start < seconds:
+                await asyncio.sleep(min(2.0, 0.15 * math.exp(rng.gauss(0.0, 0.6))))
+                if keys and rng.random() < 0.1:  # Enter: a command and its output
+                    size = int(400 * math.exp(rng.gauss(0.0, 1.2)))
+                    writer.write(b"\x01" + size.to_bytes(4, "big") + bytes(rng.randint(31, 47)))
+                    await writer.drain()
+                    await reader.readexactly(size)
+                    commands += 1
+                else:
+                    writer.write(b"\x00" + bytes(rng.randint(35, 51)))  # an encrypted keystroke
+                    await writer.drain()
+                    await reader.read(512)
+                keys += 1
+        finally:
+            writer.close()
+        flow = self.flow("other", sock, None, start)
+        self.record(**dict(flow, server_port=SHELL_PORT, kind="shell"), end=time.time(),
+                    sent=keys, objects=commands)  # fmt: skip
+
+    async def resolve(self, rng: random.Random, queries: int) -> None:
+        """DNS-like lookups, each from its own socket: one flow per query and answer."""
+        loop = asyncio.get_running_loop()
+        for _ in range(queries):
+            answered: asyncio.Future[int] = loop.create_future()
+            transport, _ = await loop.create_datagram_endpoint(
+                functools.partial(_Answer, answered), local_addr=(self.client_ip, 0),
+                remote_addr=(self.s.server_ip, DNS_PORT),
+            )  # fmt: skip
+            sock = transport.get_extra_info("sockname")[:2]
+            start = time.time()
+            answer = rng.randint(60, 480)
+            transport.sendto(rng.getrandbits(16).to_bytes(2, "big") + answer.to_bytes(2, "big")
+                             + bytes(rng.randint(24, 56)))  # fmt: skip
+            try:
+                await asyncio.wait_for(answered, 2.0)
+            finally:
+                transport.close()
+            flow = self.flow("other", sock, None, start)
+            self.record(**dict(flow, proto=17, server_port=DNS_PORT, kind="dns"),
+                        end=time.time(), sent=1)  # fmt: skip
+            await asyncio.sleep(rng.uniform(0.05, 1.5))
+
+    async def telemetry(self, rng: random.Random, seconds: float) -> None:
+        """An IoT device: a small reading every few seconds, each acknowledged; one in five
+        asks for a command, which comes back."""
+        sni = self.sni_for("other", rng)
+        start = time.time()
+        reader, writer, sock = await self._connect(TELEMETRY_PORT, sni)
+        readings = 0
+        try:
+            while time.time() - start < seconds:
+                command = rng.random() < 0.2
+                head = bytes([int(command), rng.randint(16, 120)])
+                writer.write(head + bytes(rng.randint(20, 180)))
+                await writer.drain()
+                await reader.read(1024)
+                readings += 1
+                await asyncio.sleep(rng.uniform(1.0, 4.0))
+        finally:
+            writer.close()
+        flow = self.flow("other", sock, sni, start)
+        self.record(**dict(flow, server_port=TELEMETRY_PORT, kind="telemetry"), end=time.time(),
+                    sent=readings)  # fmt: skip
+
     def plan(self) -> list[tuple[float, Any]]:
         """(start offset, coroutine factory) per session, seeded."""
         rng = random.Random(self.s.seed)
@@ -398,7 +543,7 @@ class Client:
             for i in range(sessions):
                 r = random.Random(f"{self.s.seed}/{cls}/{i}")
                 at = rng.uniform(0, window)
-                out.append((at, self._factory(cls, spec, r)))
+                out.append((at, self._factory(cls, spec, r, i)))
         return sorted(out, key=lambda x: x[0])
 
     def _trace_arrivals(
@@ -422,8 +567,14 @@ class Client:
             out.append((at, factory))
         return out
 
-    def _factory(self, cls: str, spec: dict[str, Any], r: random.Random) -> Any:
+    def _factory(self, cls: str, spec: dict[str, Any], r: random.Random, i: int = 0) -> Any:
         longest = self.s.seconds * 0.35
+        if cls == "other":
+            kind = OTHER_KINDS[i % len(OTHER_KINDS)]
+            if kind == "dns":
+                return lambda: self.resolve(r, int(spec.get("queries", 4)))
+            seconds = float(spec.get("seconds", longest))
+            return lambda: (self.shell if kind == "shell" else self.telemetry)(r, seconds)
         if cls == "ai-chat-stream":
             return lambda: self.chat(cls, r, True)
         if cls == "ai-api":

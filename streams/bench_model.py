@@ -73,7 +73,7 @@ def run_model(flows: int, step: int, max_leaves: int | None = None) -> dict[str,
             })  # fmt: skip
     out: dict[str, Any] = {
         "benchmark": "model", "flows": flows, "max_tree_leaves": limit,
-        "bootstrapped_mb": round(len(data) / 1e6, 1),
+        "bootstrapped_mb": round(len(data) / 1e6, 1), "bootstrapped_frozen": model.frozen,
     }  # fmt: skip
     for name, points in trace.items():
         out[name] = {

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.run import match, read_jsonl, run_scenario, signature
 from lab.topology import sweep
-from lab.traffic import CLASSES
 from tests.kafka_util import create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def test_mixed_scenario_reaches_the_worker_through_both_paths_with_ground_truth(
     finally:
         assert sweep() == []  # the lab removed its namespaces and bridge itself
     truth = read_jsonl(truth_file)
-    assert {f["class"] for f in truth} == set(CLASSES)
+    assert {f["class"] for f in truth} == set(yaml.safe_load(SCENARIO.read_text())["classes"])
     # the seed reproduces the committed recording's sessions and requests
     assert signature(truth) == signature(read_jsonl(RECORDED))
 
