@@ -164,8 +164,9 @@ class Classification:
             m.token_rate.observe_many(q["tokens_per_s"][streamed], key)
             m.token_gap.observe_many(q["token_gap_s"][streamed], key)
             stalls = float(q["stalls"][rows].sum())
+            counter = m.stalls.labels(*key)  # from the first AI flow on: 0 stalls, not no data
             if stalls > 0:
-                m.stalls.labels(*key).inc(stalls)
+                counter.inc(stalls)
 
     def _learn(self, result: Classified, labels: Array, source: str) -> int:
         rows = np.flatnonzero(labels >= 0)

@@ -290,3 +290,22 @@ def test_bench_model_reports_both_copies_from_one_bootstrap():
     assert bounded["checkpoint_mb_final"] < out["bootstrapped_mb"] / 5
     assert unbounded["checkpoint_mb_final"] > 10 * bounded["checkpoint_mb_final"]
     assert [p["learned"] for p in bounded["trace"]] == [150, 300]
+
+
+def test_stall_counters_exist_at_zero_for_every_link_and_ai_class_seen():
+    """A calm link's AI flows have no stalls: the counter is there at 0 (a dashboard shows 0
+    stalls a minute, not "no data"), and counts the stalls when they come."""
+    c = _classification(learn_per_batch=1000, learn_time_share=1.0)
+    d = load_dataset(RECORDINGS / "e2e")
+    for _ in range(10):
+        c.feedback(d.batch, d.labels)
+    out = c.run(d.batch, np.full(len(d.batch), "lab", dtype=object))
+    from streams.classification import asked_ttft  # what the worker counts as AI with QoE
+
+    ai = {CLASSES[k] for k, t in zip(out.label, np.isfinite(asked_ttft(out)), strict=True) if t}
+    assert len(ai) >= 3 and ai <= set(AI_CLASSES)  # chat, API, agentic: with a first token
+    stalls = {s.labels["class"]: s.value for s in c.metrics.stalls.collect()[0].samples
+              if s.name.endswith("_total") and s.labels["link"] == "lab"}  # fmt: skip
+    assert set(stalls) == ai
+    counted = np.isfinite(asked_ttft(out))
+    assert sum(stalls.values()) == pytest.approx(float(np.nansum(out.qoe["stalls"][counted])))
