@@ -40,7 +40,7 @@ def labelled_flows(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, FlowC
     decoder = BatchDecoder()
     rng = random.Random(seed)
     xs, ys, got = [], [], 0
-    while got < n:  # a twentieth of native records carry a name the catalog gives one class
+    while got < n:  # two native records in five carry a name the catalog gives one class
         values = [orjson.dumps(synth.native(rng, time.time(), synth.LEARNED_NAMES))
                   for _ in range(5000)]  # fmt: skip
         batch = decoder.decode(values, np.full(len(values), time.time())).batch

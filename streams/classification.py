@@ -113,7 +113,6 @@ class Classification:
         catalog = load_endpoints(resolve_path(cfg.endpoints_file))
         model = FlowClassifier(max_leaves=cfg.max_tree_leaves)
         self.clf = TrafficClassifier(catalog, model, names=cfg.names)
-        self._frozen = 0  # the model's frozen trees already counted
         self.recent: collections.deque[tuple[int, int]] = collections.deque(
             maxlen=cfg.validation_window
         )
@@ -175,6 +174,7 @@ class Classification:
         budget = self._budget()
         learned = 0
         if self._seconds > 0:  # the time bucket covers the validation too
+            frozen = self.clf.model.frozen
             t0 = time.perf_counter()
             if self.clf.model.learned:  # progressive validation: predicted before learning
                 check = rows  # VALIDATED at most, at random (river's ADWIN: ~20 us a flow)
@@ -186,7 +186,7 @@ class Classification:
                 learned = self.clf.learn(result.features[rows], labels[rows], budget, deadline)
                 self.clf.model.sync()  # the copy's update is learning's cost too
             spent = time.perf_counter() - t0
-            self._count_frozen()
+            self.metrics.frozen.inc(self.clf.model.frozen - frozen)
             self._tokens -= learned
             self._seconds -= spent
             self.metrics.learning_seconds.inc(spent)
@@ -194,12 +194,6 @@ class Classification:
         if learned < rows.size:
             self.metrics.unlearned.labels(source).inc(rows.size - learned)
         return learned
-
-    def _count_frozen(self) -> None:
-        frozen = self.clf.model.frozen
-        if frozen > self._frozen:
-            self.metrics.frozen.inc(frozen - self._frozen)
-        self._frozen = frozen
 
     def _budget(self) -> int:
         """Flows that may be learned now: the bucket refills at ``learn_per_second`` up to
@@ -298,7 +292,6 @@ class Classification:
             return False
         model.max_leaves = self.cfg.max_tree_leaves
         self.clf.model = model
-        self._frozen = model.frozen
         self.metrics.checkpoints.labels("restored").inc()
         log.info("classifier resumed from %s: %d flows learned", where, model.learned)
         return True
@@ -308,7 +301,7 @@ class Classification:
         how many flows were learned. A dataset that cannot be read is logged and skipped."""
         from streams.evaluate import TRAIN_EPOCHS, load_dataset, train
 
-        before = self.clf.model.learned
+        before, frozen = self.clf.model.learned, self.clf.model.frozen
         datasets = []
         for name in self.cfg.bootstrap:
             path = resolve_path(name)
@@ -318,7 +311,7 @@ class Classification:
             except InferwatchError as exc:
                 log.error("classifier bootstrap: skipping %s: %s", name, exc)
         train(self.clf, datasets)  # interleaved: an online learner forgets what came first
-        self._count_frozen()
+        self.metrics.frozen.inc(self.clf.model.frozen - frozen)
         learned = self.clf.model.learned - before
         if learned:
             self.metrics.learned.labels("bootstrap").inc(learned)

@@ -21,8 +21,8 @@ from streams.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-# The largest message of the compacted state topics (the classifier's checkpoint: about 10 MB
-# once bootstrapped, and it grows as it learns; the link states).
+# The largest message of the compacted state topics (the classifier's checkpoint: about 12 MB
+# once bootstrapped, bounded by classify.max_tree_leaves; the link states).
 STATE_MESSAGE_BYTES = 64 << 20
 
 

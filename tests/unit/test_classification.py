@@ -14,6 +14,7 @@ from detectors.catalog import FAMILY, NONE, Endpoint, EndpointCatalog
 from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
 from detectors.classify import TrafficClassifier, catalog_prior
 from detectors.flows import FlowBatch
+from streams.classification import asked_ttft
 from streams.endpoints import DEFAULT_ENDPOINTS_PATH, catalog_from_dict, load_endpoints
 from streams.errors import ConfigError
 from streams.evaluate import evaluate, load_dataset
@@ -300,12 +301,10 @@ def test_stall_counters_exist_at_zero_for_every_link_and_ai_class_seen():
     for _ in range(10):
         c.feedback(d.batch, d.labels)
     out = c.run(d.batch, np.full(len(d.batch), "lab", dtype=object))
-    from streams.classification import asked_ttft  # what the worker counts as AI with QoE
-
-    ai = {CLASSES[k] for k, t in zip(out.label, np.isfinite(asked_ttft(out)), strict=True) if t}
+    counted = np.isfinite(asked_ttft(out))  # what the worker counts as AI with QoE
+    ai = {CLASSES[k] for k in out.label[counted]}
     assert len(ai) >= 3 and ai <= set(AI_CLASSES)  # chat, API, agentic: with a first token
     stalls = {s.labels["class"]: s.value for s in c.metrics.stalls.collect()[0].samples
               if s.name.endswith("_total") and s.labels["link"] == "lab"}  # fmt: skip
     assert set(stalls) == ai
-    counted = np.isfinite(asked_ttft(out))
     assert sum(stalls.values()) == pytest.approx(float(np.nansum(out.qoe["stalls"][counted])))
