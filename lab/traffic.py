@@ -479,8 +479,10 @@ class Client:
         finally:
             writer.close()
         flow = self.flow("other", sock, None, start)
+        # counts of a session that lasts ``seconds``: the link's timing decides them, so they
+        # are not the fields lab.run.signature compares (objects, sent)
         self.record(**dict(flow, server_port=SHELL_PORT, kind="shell"), end=time.time(),
-                    sent=keys, objects=commands)  # fmt: skip
+                    keystrokes=keys, commands=commands)  # fmt: skip
 
     async def resolve(self, rng: random.Random, queries: int) -> None:
         """DNS-like lookups, each from its own socket: one flow per query and answer."""
@@ -525,7 +527,7 @@ class Client:
             writer.close()
         flow = self.flow("other", sock, sni, start)
         self.record(**dict(flow, server_port=TELEMETRY_PORT, kind="telemetry"), end=time.time(),
-                    sent=readings)  # fmt: skip
+                    readings=readings)  # fmt: skip
 
     def plan(self) -> list[tuple[float, Any]]:
         """(start offset, coroutine factory) per session, seeded."""
