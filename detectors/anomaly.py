@@ -25,7 +25,23 @@ How ``NoveltyDetector`` scores a point:
    reach ``fire`` (``L`` grows in proportion; percentiles, not the extremes, so that the first
    windows of an incident, learned before it fired, do not widen the range); the level takes
    the larger of the two ``L``.
-5. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
+5. **Time of day.** Operator links, like many series, follow the clock: a pattern that is
+   usual at 3 a.m. can be novel at 3 p.m., and a day without its usual peak holds no novel
+   shape. Values are averaged into slots of the day (at most ``day_slots`` a day, never
+   narrower than the series' own spacing, set from its first points' timestamps); the
+   current pattern of ``window`` slots is compared with the patterns ending at the same slot
+   on each of the last ``days`` days (root-mean-square distance over the slots both have).
+   The nearest of them is the daily novelty, turned into a likelihood as in 3 and weighed
+   down by ``daily_fire`` (its ``L`` counts ``fire / daily_fire`` as much): only a day far
+   from every recent day fires on it. Without timestamps there is no daily part.
+6. **Horizon.** The more points behind a firing level, the more chances a normal series had
+   to cross it: ``L`` loses ``age * log10(n / age_from)`` after ``n > age_from`` points, with
+   ``n`` counted up to ``long`` (the novelties the likelihood weighs), so long series do not
+   pay in false alarms for their length and the penalty stops growing.
+
+The level is ``L / (L + fire)`` of the largest ``L`` of 3, 4 and 5, less 6.
+
+7. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
    the detector fires, and for the next ``hold`` points its score is 0 (the same anomaly is not
    reported again and again). ``level`` keeps the unsuppressed value, for gauges and for
    deciding when an anomaly has ended.
@@ -51,8 +67,20 @@ _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 CALM_QUANTILE = 0.99  # the calm past's range: from its 1st to its 99th percentile
-FORMAT = 2  # of dumps(); 1 had no level part (a checkpoint of it loads with that part empty)
+FORMAT = 3  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty)
+DAY = 86400.0
+GRID_POINTS = 20  # points whose median spacing sets the daily slots
+MIN_DAILY = 50  # daily novelties before they form a likelihood
+RESUM_SLOTS = 1000  # slots between exact sums of the daily rows
 RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
+
+
+def _add_row(total: list[float], count: list[int], row: list[float], sign: int) -> None:
+    """Add (sign 1) or take away (-1) a row of squared differences, NaN where none."""
+    for k, v in enumerate(row):
+        if v == v:  # not NaN
+            total[k] += sign * v
+            count[k] += sign
 
 
 class SeriesDetector(Protocol):
@@ -84,11 +112,18 @@ class NoveltyDetector:
         fire: float = 1.0,
         hold: int = 100,
         margin: float = 1.0,
+        days: int = 7,
+        day_slots: int = 288,
+        daily_fire: float = 6.0,
+        age: float = 0.4,
+        age_from: int = 500,
     ) -> None:
-        if min(window, memory, warmup, short, long, hold + 1) < 1 or fire <= 0 or margin <= 0:
+        if min(window, memory, warmup, short, long, hold + 1, days + 1, age_from) < 1:
             raise ValueError(
-                "window, memory, warmup, short, long must be >= 1, hold >= 0, fire and margin > 0"
+                "window, memory, warmup, short, long, age_from must be >= 1, hold and days >= 0"
             )
+        if fire <= 0 or margin <= 0 or daily_fire <= 0 or age < 0 or day_slots < 2:
+            raise ValueError("fire, margin, daily_fire must be > 0, age >= 0, day_slots >= 2")
         self.window = window
         self.memory = memory
         self.warmup = warmup
@@ -97,6 +132,11 @@ class NoveltyDetector:
         self.fire = fire
         self.hold = hold
         self.margin = margin
+        self.days = days
+        self.day_slots = day_slots
+        self.daily_fire = daily_fire
+        self.age = age
+        self.age_from = age_from
         self.seen = 0
         self.lo = math.inf
         self.hi = -math.inf
@@ -112,8 +152,10 @@ class NoveltyDetector:
         self.cooldown = 0
         self.level = 0.0
         self._init_level_part()
-        self._cached: tuple[float, float, float, float, float, Array | None, float] | None = None
-        # (x, t, novelty, novelty's level, level, pattern, pattern's mean)
+        self._init_daily_part()
+        self._cached: tuple[float, float, float, float, float, Array | None, float, float] | None
+        self._cached = None
+        # (x, t, novelty, novelty's level, level, pattern, pattern's mean, daily novelty)
 
     def _init_level_part(self) -> None:
         self.aging: deque[float] = deque()  # means of the last `hold` patterns (nan: not calm)
@@ -122,20 +164,49 @@ class NoveltyDetector:
         self.calm_stored = 0
         self.unsettled = 0  # points left after a novelty onset, not calm
 
+    def _init_daily_part(self) -> None:
+        # a handful of days a point: plain floats beat numpy's per-call cost here
+        self.pending: list[tuple[float, float]] = []  # (t, x) until the slots are set
+        self.per_day = 0  # slots a day (0: not set yet, -1: none, the series has no day)
+        size = self.days * self.day_slots + self.window  # the slots kept, at most
+        self.day_values = array("d", [math.nan]) * size  # ring of closed slots' means
+        self.day_index = array("q", [-1]) * size  # the slot number each holds
+        self.slot = -1  # the open slot (being filled), its sum and count
+        self.slot_sum = 0.0
+        self.slot_count = 0
+        self.open_row: list[float] = []  # the open slot's squared differences to its days
+        # the closed slots of the current pattern: their squared differences to the same slot
+        # on each past day (a row per slot, NaN where a day lacks it), and the rows' sums
+        self.rows: list[list[float]] = [[] for _ in range(self.window)]
+        self.row_slots: deque[int] = deque()
+        self.row_sum = [0.0] * self.days
+        self.row_count = [0] * self.days
+        self.daily = np.zeros(self.long, np.float32)  # ring of past daily novelties
+        self.daily_sum = 0.0
+        self.daily_sq = 0.0
+        self.dailies = 0
+        self.daily_short = np.zeros(self.short)
+        self._past_slot = -1
+        self._past_values: list[float] = []
+
     # -- scoring -------------------------------------------------------------------------------
 
     def _pattern(self, x: float) -> Array | None:
         if self.seen + 1 < self.window or self.seen < self.warmup:
             return None
-        # a range within rounding of the level is a constant series (a ratio that is always
-        # the same but for its last bits): its rounding must not read as patterns
-        span = self.hi - self.lo
-        if span <= RELATIVE_RESOLUTION * max(abs(self.hi), abs(self.lo)):
-            span = abs(self.hi) or 1.0
         p = np.empty(self.window)
         p[:-1] = self.recent[1:]
         p[-1] = x
-        return ((p - self.lo) / span).astype(np.float32)
+        return ((p - self.lo) / self._span()).astype(np.float32)
+
+    def _span(self) -> float:
+        """The learned range that scales values. A range within rounding of the level is a
+        constant series (a ratio that is always the same but for its last bits): its rounding
+        must not read as patterns."""
+        span = self.hi - self.lo
+        if span <= RELATIVE_RESOLUTION * max(abs(self.hi), abs(self.lo)):
+            span = abs(self.hi) or 1.0
+        return span
 
     def _novelty(self, p: Array) -> float:
         """RMS distance to the nearest stored pattern that does not overlap ``p``."""
@@ -182,15 +253,85 @@ class NoveltyDetector:
             return 0.0
         return self.fire * beyond / (self.margin * float(self.calm_means[:n].std()) + 1e-9)
 
+    def _slot_of(self, t: float) -> int:
+        return math.floor(t * self.per_day / DAY)
+
+    def _past(self, g: int) -> list[float]:
+        """The means of slot ``g``'s time of day on each of the last ``days`` days (NaN where
+        the ring does not hold them); cached for the slot."""
+        if g != self._past_slot:
+            size = len(self.day_index)
+            values = []
+            for k in range(1, self.days + 1):
+                slot = g - self.per_day * k
+                pos = slot % size
+                values.append(self.day_values[pos] if self.day_index[pos] == slot else math.nan)
+            self._past_values = values
+            self._past_slot = g
+        return self._past_values
+
+    def _daily_novelty(self, x: float, t: float | None) -> float:
+        """RMS distance of the current pattern of ``window`` slots (the last one holding
+        ``x``) to the nearest of the patterns ending at the same slot on the last ``days``
+        days, over the slots both have (NaN: too few to compare)."""
+        if t is None or self.per_day <= 0 or self.seen < self.warmup:
+            return math.nan
+        g = self._slot_of(t)
+        if g < self.slot:  # out of order: it belongs to a closed slot
+            return math.nan
+        first = g - self.window + 1
+        total = list(self.row_sum)
+        count = list(self.row_count)
+        for old in self.row_slots:  # rows of slots that left the pattern (after a gap)
+            if old >= first:
+                break
+            _add_row(total, count, self.rows[old % self.window], -1)
+        if g == self.slot:
+            current = (self.slot_sum + x) / (self.slot_count + 1)
+        else:
+            current = x
+            if self.open_row and self.slot >= first:  # the open slot is closing
+                _add_row(total, count, self.open_row, 1)
+        need = (self.window + 1) // 2
+        best = math.inf
+        for k, past in enumerate(self._past(g)):
+            d = current - past
+            msd, n = total[k], count[k]
+            if d == d:  # not NaN
+                msd += d * d
+                n += 1
+            if n >= need and msd < best * n:
+                best = msd / n
+        if best == math.inf:
+            return math.nan
+        return math.sqrt(max(best, 0.0)) / self._span()
+
+    def _daily_lik(self, daily: float) -> float:
+        """The daily novelty's likelihood, in the units of ``fire`` (0: none yet)."""
+        if math.isnan(daily) or self.dailies < MIN_DAILY:
+            return 0.0
+        count = min(self.dailies, self.long)
+        mean = self.daily_sum / count
+        var = max(self.daily_sq / count - mean * mean, 0.0)
+        oldest = self.daily_short[self.dailies % self.short]
+        recent = (self.daily_short.sum() - oldest + daily) / self.short
+        z = (recent - mean) / (math.sqrt(var) + 1e-9)
+        return upper_tail_log10(z) * self.fire / self.daily_fire
+
+    def _horizon(self) -> float:
+        """What ``L`` loses for the points behind it (module docstring, 6)."""
+        n = min(self.seen, self.long)
+        return self.age * math.log10(n / self.age_from) if n > self.age_from else 0.0
+
     def _evaluate(
         self, x: float, t: float | None
-    ) -> tuple[float, float, float, Array | None, float]:
-        """(novelty, the novelty's level, the level, the pattern, its mean) of ``x`` at ``t``,
-        cached for learn_one."""
+    ) -> tuple[float, float, float, Array | None, float, float]:
+        """(novelty, the novelty's level, the level, the pattern, its mean, the daily
+        novelty) of ``x`` at ``t``, cached for learn_one."""
         key = -1.0 if t is None else t
         c = self._cached
         if c is not None and c[0] == x and c[1] == key:
-            return c[2], c[3], c[4], c[5], c[6]
+            return c[2], c[3], c[4], c[5], c[6], c[7]
         p = self._pattern(x)
         novelty = math.nan if p is None else self._novelty(p)
         # the pattern's mean: p.mean()'s very value (float32), without np.mean's overhead
@@ -199,9 +340,12 @@ class NoveltyDetector:
         novelty_level = lik / (lik + self.fire)
         if p is not None:
             lik = max(lik, self._level_lik(mu))
+        daily = self._daily_novelty(x, t)
+        lik = max(lik, self._daily_lik(daily)) - self._horizon()
+        lik = max(lik, 0.0)
         level = lik / (lik + self.fire)
-        self._cached = (x, key, novelty, novelty_level, level, p, mu)
-        return novelty, novelty_level, level, p, mu
+        self._cached = (x, key, novelty, novelty_level, level, p, mu, daily)
+        return novelty, novelty_level, level, p, mu, daily
 
     def score_one(self, x: float, t: float | None = None) -> float:
         if not math.isfinite(x):
@@ -215,7 +359,7 @@ class NoveltyDetector:
         if not math.isfinite(x):
             return
         # p is None during warm-up: no pattern was scaled by the range still being learnt below
-        novelty, novelty_level, level, p, mu = self._evaluate(x, t)
+        novelty, novelty_level, level, p, mu, daily = self._evaluate(x, t)
         self._cached = None
         if self.seen < self.warmup:
             self.lo, self.hi = min(self.lo, x), max(self.hi, x)
@@ -242,6 +386,8 @@ class NoveltyDetector:
                 self.novelty_sq = float(self.novelty @ self.novelty)
             self.short_ring[self.novelties % self.short] = novelty
             self.novelties += 1
+        if t is not None:
+            self._learn_daily(x, t, daily)
         self.level = level
         if self.cooldown > 0:
             self.cooldown -= 1
@@ -269,6 +415,72 @@ class NoveltyDetector:
                 insort(self.calm_sorted, old)
                 self.calm_stored += 1
 
+    def _learn_daily(self, x: float, t: float, daily: float) -> None:
+        """Put ``x`` in its slot of the day (the slots are set once ``GRID_POINTS`` points
+        show the series' spacing), and ``daily`` in the daily novelties."""
+        if self.per_day == 0:
+            self.pending.append((t, x))
+            if len(self.pending) < GRID_POINTS:
+                return
+            step = float(np.median(np.diff([pt for pt, _ in self.pending])))
+            per_day = round(DAY / max(step, DAY / self.day_slots)) if step > 0 else -1
+            self.per_day = per_day if per_day >= 2 and self.days > 0 else -1
+            pending, self.pending = self.pending, []
+            if self.per_day > 0:
+                for pt, px in pending:
+                    self._add_to_slot(px, pt)
+            return
+        if self.per_day > 0:
+            self._add_to_slot(x, t)
+        if not math.isnan(daily):
+            slot = self.dailies % self.long
+            if self.dailies >= self.long:
+                old = self.daily[slot]
+                self.daily_sum -= old
+                self.daily_sq -= old * old
+            self.daily[slot] = daily
+            self.daily_sum += daily
+            self.daily_sq += daily * daily
+            if slot == self.long - 1:
+                self.daily_sum = float(self.daily.sum())
+                self.daily_sq = float(self.daily @ self.daily)
+            self.daily_short[self.dailies % self.short] = daily
+            self.dailies += 1
+
+    def _add_to_slot(self, x: float, t: float) -> None:
+        g = self._slot_of(t)
+        if g < self.slot:  # out of order: its slot is closed
+            return
+        if g > self.slot:  # a new slot: the open one closes
+            if self.slot_count:
+                self._close(self.slot, self.slot_sum / self.slot_count, self.open_row, g)
+            self.slot, self.slot_sum, self.slot_count = g, 0.0, 0
+        self.slot_sum += x
+        self.slot_count += 1
+        mean = self.slot_sum / self.slot_count
+        self.open_row = [(mean - past) ** 2 for past in self._past(g)]
+
+    def _close(self, slot: int, mean: float, row: list[float], then: int) -> None:
+        """Slot ``slot`` closes with ``mean`` as slot ``then`` opens: into the ring of days,
+        and its row into the pattern's sums (rows of slots the pattern ending at ``then`` no
+        longer holds leave them)."""
+        pos = slot % len(self.day_index)
+        self.day_values[pos] = mean
+        self.day_index[pos] = slot
+        first = then - self.window + 1
+        while self.row_slots and self.row_slots[0] < first:
+            _add_row(
+                self.row_sum, self.row_count, self.rows[self.row_slots.popleft() % self.window], -1
+            )
+        self.rows[slot % self.window] = row
+        self.row_slots.append(slot)
+        _add_row(self.row_sum, self.row_count, row, 1)
+        if slot % RESUM_SLOTS == 0:  # now and then: drop the rounding the sums gather
+            self.row_sum = [0.0] * self.days
+            self.row_count = [0] * self.days
+            for kept in self.row_slots:
+                _add_row(self.row_sum, self.row_count, self.rows[kept % self.window], 1)
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def dumps(self) -> bytes:
@@ -279,7 +491,7 @@ class NoveltyDetector:
     @classmethod
     def loads(cls, data: bytes) -> NoveltyDetector:
         fmt, state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic
-        if fmt not in (1, FORMAT):
+        if fmt not in (1, 2, FORMAT):
             raise ValueError(f"anomaly detector checkpoint format {fmt}, expected {FORMAT}")
         det = cls.__new__(cls)
         det.__dict__.update(state)
@@ -288,4 +500,9 @@ class NoveltyDetector:
             det._init_level_part()
         elif isinstance(state["calm_sorted"], list):  # saved when the ranking was a list
             det.calm_sorted = array("d", state["calm_sorted"])
+        if fmt < 3:  # saved before the daily part and the horizon: the defaults, daily empty
+            fresh = cls()
+            for name in ("days", "day_slots", "daily_fire", "age", "age_from"):
+                setattr(det, name, getattr(fresh, name))
+            det._init_daily_part()
         return det

@@ -572,6 +572,38 @@ def bench_model(flows: int, step: int, max_leaves: int | None) -> None:
     click.echo(orjson.dumps(run_model(flows, step, max_leaves)).decode())
 
 
+@bench.command("anomaly")
+@click.option(
+    "--corpus", default=Path("bench/nab-dev"), show_default=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A NAB-format corpus (as for eval anomaly).",
+)  # fmt: skip
+@click.option("--rounds", type=int, default=3, show_default=True,
+              help="Alternating rounds of the two detectors.")  # fmt: skip
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Take the detector's parameters from this config (anomaly.detector).",
+)  # fmt: skip
+def bench_anomaly(corpus: Path, rounds: int, config_path: Path | None) -> None:
+    """The anomaly detector's points/s beside the same without its time of day and horizon.
+
+    No broker: both run over every series of the corpus in alternating rounds, strictly
+    online as in the worker; prints one JSON line with each round's rate, the median ratio
+    and, with labels, both's NAB scores.
+    """
+    import orjson
+
+    from streams.anomaly_eval import bench_anomaly as run
+
+    try:
+        cfg = load_config(config_path).anomaly.detector
+        plain = cfg.model_copy(update={"days": 0, "age": 0.0})
+        result = run(corpus, cfg.build, plain.build, rounds)
+    except (InferwatchError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(orjson.dumps(result).decode())
+
+
 @bench.command("soak")
 @click.option("--broker", required=True, help="Kafka bootstrap server HOST:PORT.")
 @click.option("--minutes", type=float, default=30.0, show_default=True)

@@ -206,6 +206,15 @@ class DetectorConfig(_Section):
     margin: float = Field(
         1.0, gt=0, description="std devs of the calm past's means a level goes beyond to fire"
     )
+    days: int = Field(7, ge=0, description="past days the time of day is compared with; 0: none")
+    day_slots: int = Field(288, ge=2, description="slots a day at most (288: five minutes)")
+    daily_fire: float = Field(
+        6.0, gt=0, description="how much less the time-of-day likelihood counts than fire's"
+    )
+    age: float = Field(
+        0.4, ge=0, description="likelihood lost per tenfold points past age_from (to long)"
+    )
+    age_from: int = Field(500, ge=1, description="points before the horizon penalty starts")
 
     def build(self) -> NoveltyDetector:
         return NoveltyDetector(**self.model_dump())
