@@ -45,6 +45,7 @@ INTERSTITIAL_BYTES = 600  # a TLS 1.3 server's two session tickets fit (562 byte
 INTERSTITIAL_RTTS = 1.5
 INTERSTITIAL_SLACK_S = 0.002
 PERIODIC_S = (0.015, 0.025)  # the 20 ms media cadence, with slack
+ANSWER_LEAD = 3  # downlink data packets an answer may follow its request by (tickets, headers)
 
 FEATURES: tuple[str, ...] = (
     "udp", "log_duration", "log_bytes_fwd", "log_bytes_rev", "log_packets_fwd",
@@ -151,8 +152,8 @@ def _think(p: _Packets) -> tuple[Array, Array]:
 
     The answer is the downlink data packet after the flow's longest silence (between data
     packets of either direction: a TLS 1.3 session ticket may arrive between the request and
-    the answer) that has an uplink data packet before it; the pause runs from the last uplink
-    data packet before it.
+    the answer) that has an uplink data packet before it and at most ``ANSWER_LEAD``
+    downlink data packets since that one; the pause runs from the request's first packet.
     """
     pause = np.full(p.n, np.nan)
     where = np.full(p.n, -1, dtype=np.int64)
@@ -162,6 +163,11 @@ def _think(p: _Packets) -> tuple[Array, Array]:
     last_down = np.maximum.accumulate(np.where(p.dir == 1, idx, -1)) if idx.size else idx
     # candidate i + 1: a downlink data packet after a silence, with an uplink one before it
     cand = np.flatnonzero(p.same & (p.dir[1:] == 1) & (last_up[:-1] >= flow_start[1:])) + 1
+    # and at most ANSWER_LEAD downlink data packets between that uplink one and it (session
+    # tickets, response headers): a stall inside an answer (a retransmission timeout on a
+    # lossy link, after the answer's first tokens) is a silence too, often the longest
+    downs = np.cumsum(p.dir == 1)
+    cand = cand[downs[cand - 1] - downs[last_up[cand - 1]] <= ANSWER_LEAD]
     if cand.size:
         silence, recs = p.gap[cand - 1], p.rec[cand]
         order = np.lexsort((silence, recs))
