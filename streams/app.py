@@ -116,9 +116,11 @@ async def _save_model(classification: Classification, topic: Any, app_id: str) -
 
     try:
         if classification.cfg.checkpoint == "disk":
-            classification.save_to_disk()
+            await classification.snapshot(to_disk=True)
         else:
-            fut = await topic.send(key=app_id.encode(), value=classification.dumps())
+            data = await classification.snapshot()
+            assert data is not None
+            fut = await topic.send(key=app_id.encode(), value=data)
             _when_delivered(fut, counted.labels("written").inc, failed)
     except Exception:  # a failed save must not stop the analysis; the next one retries
         counted.labels("failed").inc()
@@ -335,6 +337,8 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         if states is not None:
             await _resume_links(cfg, states, fresh)
 
+    background: set[asyncio.Task[None]] = set()  # model checkpoints being taken
+
     @app.agent(flows)
     async def analyse(stream: Any) -> None:
         await model_ready.wait()
@@ -365,8 +369,11 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             checkpoint = _Checkpoint(offset, analyzer.checkpoint(partition))
             windows[_key(partition)] = msgspec.msgpack.encode(checkpoint)  # during its event
             await _flush(pending, outputs, metrics)
-            if classification is not None and classification.checkpoint_due():
-                await _save_model(classification, model_topic, k.app_id)
+            if classification is not None and classification.claim_checkpoint():
+                # pickled in a thread while the analysis goes on (Classification.snapshot)
+                saving = asyncio.create_task(_save_model(classification, model_topic, k.app_id))
+                background.add(saving)
+                saving.add_done_callback(background.discard)
             if states is not None and states.checkpoint_due():
                 await _save_links(states, state_topic)
 
@@ -379,6 +386,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
             decoder = FeedbackDecoder(classification.metrics)
             async for values in stream.take(500, within=1.0):
                 batch, labels = decoder.decode(values)
+                await classification.still.wait()  # ground truth waits out a checkpoint
                 if len(batch):
                     classification.feedback(batch, labels)
 

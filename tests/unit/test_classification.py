@@ -310,3 +310,48 @@ def test_stall_counters_exist_at_zero_for_every_link_and_ai_class_seen():
               if s.name.endswith("_total") and s.labels["link"] == "lab"}  # fmt: skip
     assert set(stalls) == ai
     assert sum(stalls.values()) == pytest.approx(float(np.nansum(out.qoe["stalls"][counted])))
+
+
+def test_a_checkpoint_is_pickled_off_the_event_loop_with_the_model_held_still():
+    """The model (about 14 MB bootstrapped) pickled on the event loop stalled it 0.35-0.4 s a
+    checkpoint; in a thread the loop runs on. Learning pauses meanwhile (counted unlearned),
+    and what was saved is the model as it was claimed."""
+    import asyncio
+
+    from detectors.classifier import FlowClassifier
+
+    now = [1000.0]
+    c = _classification(lambda: now[0], learn_per_batch=1000, learn_time_share=1.0,
+                        checkpoint_seconds=60)  # fmt: skip
+    d = load_dataset(RECORDINGS / "eval-a-3m")
+    labelled = int((d.labels >= 0).sum())
+    for _ in range(4):
+        now[0] += 1.0
+        c.feedback(d.batch, d.labels)
+    assert not c.claim_checkpoint()  # not due yet
+    now[0] += 60
+    assert c.claim_checkpoint() and c.saving and not c.claim_checkpoint()  # one at a time
+    learned = c.clf.model.learned
+    assert c.feedback(d.batch, d.labels) == 0  # held still
+    assert c.metrics.unlearned.labels("feedback")._value.get() == labelled
+
+    async def save() -> tuple[bytes | None, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        data = await c.snapshot()
+        ticker.cancel()
+        return data, ticks
+
+    data, ticks = asyncio.run(save())
+    assert ticks > 0  # the loop ran other tasks while the model was pickled
+    assert data is not None and FlowClassifier.loads(data).learned == learned
+    assert not c.saving and c.metrics.model_bytes._value.get() == len(data)
+    now[0] += 1.0
+    assert c.feedback(d.batch, d.labels) > 0  # learning again
