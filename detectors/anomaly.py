@@ -24,22 +24,27 @@ How ``NoveltyDetector`` scores a point:
    percentile or under their 1st by ``margin`` standard deviations of those means makes ``L``
    reach ``fire`` (``L`` grows in proportion; percentiles, not the extremes, so that the first
    windows of an incident, learned before it fired, do not widen the range); the level takes
-   the larger of the two ``L``.
+   the larger of the two ``L``. With days to compare with (5), the range also takes in the
+   means of this time of day on the past days.
 5. **Time of day.** Operator links, like many series, follow the clock: a pattern that is
    usual at 3 a.m. can be novel at 3 p.m., and a day without its usual peak holds no novel
    shape. Values are averaged into slots of the day (at most ``day_slots`` a day, never
    narrower than the series' own spacing, set from its first points' timestamps); the
    current pattern of ``window`` slots is compared with the patterns ending at the same slot
    on each of the last ``days`` days (root-mean-square distance over the slots both have).
-   The nearest of them is the daily novelty, turned into a likelihood as in 3 and weighed
-   down by ``daily_fire`` (its ``L`` counts ``fire / daily_fire`` as much): only a day far
-   from every recent day fires on it. Without timestamps there is no daily part.
+   The nearest of them is the daily novelty; ``z``, the standard score of its recent mean
+   among the past ones, says how unusual this time of day is. Once there are days to compare
+   with, ``z`` gates the likelihoods of 3 and 4 (they count ``min(max(z, 0), 1)`` of
+   themselves: a shape or a level usual at this hour, such as the daily peak, is no
+   anomaly), and gives its own, formed as in 3 and weighed down by ``daily_fire`` (counting
+   ``fire / daily_fire`` as much): only a day far from every recent day fires on it alone.
+   Without timestamps there is no daily part.
 6. **Horizon.** The more points behind a firing level, the more chances a normal series had
    to cross it: ``L`` loses ``age * log10(n / age_from)`` after ``n > age_from`` points, with
    ``n`` counted up to ``long`` (the novelties the likelihood weighs), so long series do not
    pay in false alarms for their length and the penalty stops growing.
 
-The level is ``L / (L + fire)`` of the largest ``L`` of 3, 4 and 5, less 6.
+The level is ``L / (L + fire)`` of the larger of 3 and 4 (gated by 5), or of 5 alone, less 6.
 
 7. **Onset.** ``score_one`` is the level at the onset of an anomaly: when the level reaches 0.5
    the detector fires, and for the next ``hold`` points its score is 0 (the same anomaly is not
@@ -239,15 +244,22 @@ class NoveltyDetector:
         z = (recent - mean) / (math.sqrt(var) + 1e-9)
         return upper_tail_log10(z)
 
-    def _level_lik(self, mu: float) -> float:
+    def _level_lik(self, mu: float, t: float | None) -> float:
         """The current pattern's mean beyond the calm past's range, as a likelihood: ``fire``
-        at ``margin`` standard deviations of the calm means (0: within, or too little past)."""
+        at ``margin`` standard deviations of the calm means (0: within, or too little past).
+        The range takes in the means of this time of day on the past days too."""
         n = min(self.calm_stored, self.memory)
         if n < self.warmup:  # the calm past must have seen the series' usual variety
             return 0.0
         ranked = self.calm_sorted
         lo = ranked[int((1.0 - CALM_QUANTILE) * (n - 1))]
         hi = ranked[math.ceil(CALM_QUANTILE * (n - 1))]
+        if t is not None and self.per_day > 0:
+            usual = [v for v in self._past(self._slot_of(t)) if v == v]
+            if usual:  # scaled as the patterns are
+                span = self._span()
+                lo = min(lo, (min(usual) - self.lo) / span)
+                hi = max(hi, (max(usual) - self.lo) / span)
         beyond = max(mu - hi, lo - mu)
         if beyond <= 0.0:
             return 0.0
@@ -306,17 +318,17 @@ class NoveltyDetector:
             return math.nan
         return math.sqrt(max(best, 0.0)) / self._span()
 
-    def _daily_lik(self, daily: float) -> float:
-        """The daily novelty's likelihood, in the units of ``fire`` (0: none yet)."""
+    def _daily_z(self, daily: float) -> float:
+        """How unusual the time of day is: the standard score of the recent daily novelty
+        among the past ones (NaN: no day to compare with yet)."""
         if math.isnan(daily) or self.dailies < MIN_DAILY:
-            return 0.0
+            return math.nan
         count = min(self.dailies, self.long)
         mean = self.daily_sum / count
         var = max(self.daily_sq / count - mean * mean, 0.0)
         oldest = self.daily_short[self.dailies % self.short]
         recent = (self.daily_short.sum() - oldest + daily) / self.short
-        z = (recent - mean) / (math.sqrt(var) + 1e-9)
-        return upper_tail_log10(z) * self.fire / self.daily_fire
+        return float((recent - mean) / (math.sqrt(var) + 1e-9))
 
     def _horizon(self) -> float:
         """What ``L`` loses for the points behind it (module docstring, 6)."""
@@ -339,10 +351,13 @@ class NoveltyDetector:
         lik = self._novelty_lik(novelty)
         novelty_level = lik / (lik + self.fire)
         if p is not None:
-            lik = max(lik, self._level_lik(mu))
+            lik = max(lik, self._level_lik(mu, t))
         daily = self._daily_novelty(x, t)
-        lik = max(lik, self._daily_lik(daily)) - self._horizon()
-        lik = max(lik, 0.0)
+        z = self._daily_z(daily)
+        if z == z:  # not NaN: with days to compare, what is usual at this hour does not count
+            lik *= min(max(z, 0.0), 1.0)
+            lik = max(lik, upper_tail_log10(z) * self.fire / self.daily_fire)
+        lik = max(lik - self._horizon(), 0.0)
         level = lik / (lik + self.fire)
         self._cached = (x, key, novelty, novelty_level, level, p, mu, daily)
         return novelty, novelty_level, level, p, mu, daily

@@ -221,10 +221,10 @@ def test_nab_development_corpus_scores_stay_where_measured() -> None:
     assert len(series) == 20 and sum(len(w) for w in windows.values()) == 39
     report = run_anomaly_eval(NAB_DEV, None, Config().anomaly.detector.build)
     scores = {name: r.normalised for name, r in report.results.items()}
-    # measured 73.4 / 62.7 / 79.7 (docs/anomaly.md); a regression shows here
-    assert scores["standard"] >= 72.0, scores
-    assert scores["reward_low_FP_rate"] >= 61.0, scores
-    assert scores["reward_low_FN_rate"] >= 78.0, scores
+    # measured 74.1 / 65.2 / 80.2 (docs/anomaly.md); a regression shows here
+    assert scores["standard"] >= 73.0, scores
+    assert scores["reward_low_FP_rate"] >= 63.5, scores
+    assert scores["reward_low_FN_rate"] >= 79.0, scores
 
 
 def _bursty(seed: int = 5) -> np.ndarray:
@@ -388,3 +388,28 @@ def test_a_checkpoint_keeps_the_days_and_one_from_before_them_loads_without() ->
     assert old.days == 7 and old.per_day == 0 and old.dailies == 0 and old.seen == det.seen
     s = _run_at(old, t[2500:], xs[2500:])  # it goes on, and learns the days afresh
     assert ((s >= 0) & (s <= 1)).all() and old.per_day == 288 and old.dailies > 0
+
+
+def test_the_daily_peak_of_a_minute_series_is_no_anomaly_once_days_are_known() -> None:
+    """Minute points, ten days of a noisy noon peak: without the time of day the peak's edges
+    and level fired every day (a peak is rare among a day's patterns, and one that fired is
+    kept out of the calm past, so the next day's fires again); with it, what is usual at this
+    hour does not count, and a night surge and a day without its peak still fire."""
+    rng = np.random.default_rng(1)
+    t = 1.7e9 + np.arange(10 * 1440) * 60.0
+    day, hour = (t - 1.7e9) // 86400, (t - 1.7e9) % 86400 / 3600
+    xs = 10 + 20 * np.exp(-0.5 * (hour - 12) ** 2) + rng.normal(0, 2, len(t))
+    xs[day == 8] = 10 + rng.normal(0, 2, 1440)  # no peak
+    xs[(day == 6) & (hour > 3) & (hour < 3.25)] += 30  # a 15-minute surge at night
+
+    def onsets(det: NoveltyDetector) -> list[float]:
+        s = _run_at(det, t, xs)
+        return list((t[s >= 0.5] - 1.7e9) / 86400)
+
+    def usual(days: list[float]) -> list[float]:
+        return [d for d in days if d >= 2 and not 6.12 <= d < 6.2 and not 8 <= d < 9]
+
+    plain, gated = onsets(NoveltyDetector(days=0)), onsets(NoveltyDetector())
+    assert len(usual(plain)) >= 4, plain
+    assert not usual(gated), gated
+    assert any(6.12 <= d < 6.2 for d in gated) and any(8 <= d < 9 for d in gated), gated
