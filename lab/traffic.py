@@ -48,6 +48,8 @@ HTTPS_PORT = 443
 RTP_PORT = 5004
 SHELL_PORT = 22
 DNS_PORT = 53
+DNS_TRIES = 3  # queries sent for one lookup at most, a second apart
+DNS_TIMEOUT_S = 1.0
 TELEMETRY_PORT = 8883
 OTHER_KINDS = ("shell", "dns", "telemetry")  # an ``other`` session is one of these, in turn
 TRACE = Path(__file__).parent / "data" / "azure2023_conv_head2000.csv"
@@ -485,7 +487,9 @@ class Client:
                     keystrokes=keys, commands=commands)  # fmt: skip
 
     async def resolve(self, rng: random.Random, queries: int) -> None:
-        """DNS-like lookups, each from its own socket: one flow per query and answer."""
+        """DNS-like lookups, each from its own socket: one flow per query and answer. A lost
+        query or answer is asked again after a second, twice at most, as a resolver does (a
+        lossy or saturated lab link drops datagrams); ``attempts`` counts the queries sent."""
         loop = asyncio.get_running_loop()
         for _ in range(queries):
             answered: asyncio.Future[int] = loop.create_future()
@@ -496,15 +500,26 @@ class Client:
             sock = transport.get_extra_info("sockname")[:2]
             start = time.time()
             answer = rng.randint(60, 480)
-            transport.sendto(rng.getrandbits(16).to_bytes(2, "big") + answer.to_bytes(2, "big")
-                             + bytes(rng.randint(24, 56)))  # fmt: skip
+            query = (rng.getrandbits(16).to_bytes(2, "big") + answer.to_bytes(2, "big")
+                     + bytes(rng.randint(24, 56)))  # fmt: skip
+            attempts = 0
             try:
-                await asyncio.wait_for(answered, 2.0)
+                while attempts < DNS_TRIES:
+                    attempts += 1
+                    transport.sendto(query)
+                    try:
+                        await asyncio.wait_for(asyncio.shield(answered), DNS_TIMEOUT_S)
+                        break
+                    except TimeoutError:
+                        continue
             finally:
                 transport.close()
+            if not answered.done():
+                answered.cancel()
             flow = self.flow("other", sock, None, start)
             self.record(**dict(flow, proto=17, server_port=DNS_PORT, kind="dns"),
-                        end=time.time(), sent=1)  # fmt: skip
+                        end=time.time(), sent=1, attempts=attempts,
+                        answered=answered.done() and not answered.cancelled())  # fmt: skip
             await asyncio.sleep(rng.uniform(0.05, 1.5))
 
     async def telemetry(self, rng: random.Random, seconds: float) -> None:

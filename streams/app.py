@@ -255,7 +255,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         consumer_auto_offset_reset="earliest",
         topic_partitions=k.flows_partitions,
         topic_replication_factor=1,
-        # its producer also writes the classifier's checkpoints (about 12 MB): the topics
+        # its producer also writes the classifier's checkpoints (about 14 MB): the topics
         # limit what they take (the state topics STATE_MESSAGE_BYTES, the others the broker's)
         producer_max_request_size=max(k.max_message_bytes, STATE_MESSAGE_BYTES),
         consumer_max_fetch_size=k.max_message_bytes,

@@ -21,7 +21,7 @@ from streams.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-# The largest message of the compacted state topics (the classifier's checkpoint: about 12 MB
+# The largest message of the compacted state topics (the classifier's checkpoint: about 14 MB
 # once bootstrapped, bounded by classify.max_tree_leaves; the link states).
 STATE_MESSAGE_BYTES = 64 << 20
 
