@@ -108,6 +108,10 @@ def test_dead_letter_alert_reaches_the_webhook_once_and_resolves_and_dashboards_
         {"id": "lab", "name": "Lab link", "capacity_bps": 1e8, "exporter": "lab-probe",
          "iface": 1}]}))  # fmt: skip
     worker = start_worker({"INFERWATCH_ANALYSIS__LINKS_FILE": str(links)})
+    # the analysis starts once the model is bootstrapped: about 10 s alone, and more than this
+    # scenario's 40 s once when the suite's other lane loaded the machine (every analysis
+    # panel empty); the panels are what is checked here, not how fast the bootstrap is
+    wait_for(lambda: worker.total("inferwatch_analysis_ready") == 1, 300, "the worker's model")
     sink = Sink()
 
     am_port, prom_port = free_port(), free_port()
