@@ -72,10 +72,11 @@ _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 CALM_QUANTILE = 0.99  # the calm past's range: from its 1st to its 99th percentile
-FORMAT = 3  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty)
+FORMAT = 4  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty),
+# 3 kept the rings of novelties as loose attributes
 DAY = 86400.0
 GRID_POINTS = 20  # points whose median spacing sets the daily slots
-MIN_DAILY = 50  # daily novelties before they form a likelihood
+MIN_HISTORY = 50  # novelties (or daily novelties) before they form a likelihood
 RESUM_SLOTS = 1000  # slots between exact sums of the daily rows
 RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
 
@@ -86,6 +87,55 @@ def _add_row(total: list[float], count: list[int], row: list[float], sign: int) 
         if v == v:  # not NaN
             total[k] += sign * v
             count[k] += sign
+
+
+class _Recent:
+    """The last ``long`` values of a series in a ring, with their running sum and sum of
+    squares, and the last ``short`` of them: how far the mean of the recent ones stands from
+    the long run's, as a standard score."""
+
+    def __init__(self, long: int, short: int) -> None:
+        self.values = np.zeros(long, np.float32)
+        self.sum = 0.0
+        self.sq = 0.0
+        self.count = 0
+        self.last = np.zeros(short)
+
+    @classmethod
+    def restore(cls, values: Array, total: float, sq: float, count: int, last: Array) -> _Recent:
+        """One from the loose attributes of a format-3 (or earlier) checkpoint."""
+        r = cls.__new__(cls)
+        r.values, r.sum, r.sq, r.count, r.last = values, total, sq, count, last
+        return r
+
+    def z(self, v: float) -> float:
+        """The standard score of the mean of the last ``short`` values and ``v`` among the
+        last ``long`` (NaN for a NaN ``v`` and before ``MIN_HISTORY`` values)."""
+        if math.isnan(v) or self.count < MIN_HISTORY:
+            return math.nan
+        short = len(self.last)
+        count = min(self.count, len(self.values))
+        mean = self.sum / count
+        var = max(self.sq / count - mean * mean, 0.0)
+        oldest = self.last[self.count % short] if self.count >= short else 0.0
+        recent = (self.last.sum() - oldest + v) / min(self.count + 1, short)
+        return float((recent - mean) / (math.sqrt(var) + 1e-9))
+
+    def push(self, v: float) -> None:
+        long = len(self.values)
+        slot = self.count % long
+        if self.count >= long:
+            old = self.values[slot]
+            self.sum -= old
+            self.sq -= old * old
+        self.values[slot] = v
+        self.sum += v
+        self.sq += v * v
+        if slot == long - 1:  # once per ring: drop the rounding the running sums gather
+            self.sum = float(self.values.sum())
+            self.sq = float(self.values @ self.values)
+        self.last[self.count % len(self.last)] = v
+        self.count += 1
 
 
 class SeriesDetector(Protocol):
@@ -149,11 +199,7 @@ class NoveltyDetector:
         self.patterns = np.zeros((memory, window), np.float32)  # ring of past scaled patterns
         self.norms = np.zeros(memory, np.float32)  # their squared norms
         self.stored = 0
-        self.novelty = np.zeros(long, np.float32)  # ring of past novelties
-        self.novelty_sum = 0.0
-        self.novelty_sq = 0.0
-        self.novelties = 0
-        self.short_ring = np.zeros(short)
+        self.novelty = _Recent(long, short)  # past novelties
         self.cooldown = 0
         self.level = 0.0
         self._init_level_part()
@@ -186,11 +232,7 @@ class NoveltyDetector:
         self.row_slots: deque[int] = deque()
         self.row_sum = [0.0] * self.days
         self.row_count = [0] * self.days
-        self.daily = np.zeros(self.long, np.float32)  # ring of past daily novelties
-        self.daily_sum = 0.0
-        self.daily_sq = 0.0
-        self.dailies = 0
-        self.daily_short = np.zeros(self.short)
+        self.daily = _Recent(self.long, self.short)  # past daily novelties
         self._past_slot = -1
         self._past_values: list[float] = []
 
@@ -231,18 +273,8 @@ class NoveltyDetector:
 
     def _novelty_lik(self, novelty: float) -> float:
         """-log10 tail probability of the recent mean novelty (0: none yet)."""
-        if math.isnan(novelty) or self.novelties < 50:
-            return 0.0
-        count = min(self.novelties, self.long)
-        mean = self.novelty_sum / count
-        var = max(self.novelty_sq / count - mean * mean, 0.0)
-        oldest = (
-            self.short_ring[self.novelties % self.short] if self.novelties >= self.short else 0.0
-        )
-        k = min(self.novelties + 1, self.short)
-        recent = (self.short_ring.sum() - oldest + novelty) / k
-        z = (recent - mean) / (math.sqrt(var) + 1e-9)
-        return upper_tail_log10(z)
+        z = self.novelty.z(novelty)
+        return 0.0 if math.isnan(z) else upper_tail_log10(z)
 
     def _level_lik(self, mu: float, t: float | None) -> float:
         """The current pattern's mean beyond the calm past's range, as a likelihood: ``fire``
@@ -318,18 +350,6 @@ class NoveltyDetector:
             return math.nan
         return math.sqrt(max(best, 0.0)) / self._span()
 
-    def _daily_z(self, daily: float) -> float:
-        """How unusual the time of day is: the standard score of the recent daily novelty
-        among the past ones (NaN: no day to compare with yet)."""
-        if math.isnan(daily) or self.dailies < MIN_DAILY:
-            return math.nan
-        count = min(self.dailies, self.long)
-        mean = self.daily_sum / count
-        var = max(self.daily_sq / count - mean * mean, 0.0)
-        oldest = self.daily_short[self.dailies % self.short]
-        recent = (self.daily_short.sum() - oldest + daily) / self.short
-        return float((recent - mean) / (math.sqrt(var) + 1e-9))
-
     def _horizon(self) -> float:
         """What ``L`` loses for the points behind it (module docstring, 6)."""
         n = min(self.seen, self.long)
@@ -353,7 +373,7 @@ class NoveltyDetector:
         if p is not None:
             lik = max(lik, self._level_lik(mu, t))
         daily = self._daily_novelty(x, t)
-        z = self._daily_z(daily)
+        z = self.daily.z(daily)  # how unusual this time of day is
         if z == z:  # not NaN: with days to compare, what is usual at this hour does not count
             lik *= min(max(z, 0.0), 1.0)
             lik = max(lik, upper_tail_log10(z) * self.fire / self.daily_fire)
@@ -388,19 +408,7 @@ class NoveltyDetector:
             self.stored += 1
         self._age(mu, novelty_level)
         if not math.isnan(novelty):
-            slot = self.novelties % self.long
-            if self.novelties >= self.long:
-                old = self.novelty[slot]
-                self.novelty_sum -= old
-                self.novelty_sq -= old * old
-            self.novelty[slot] = novelty
-            self.novelty_sum += novelty
-            self.novelty_sq += novelty * novelty
-            if slot == self.long - 1:  # once per ring: drop the rounding the running sums gather
-                self.novelty_sum = float(self.novelty.sum())
-                self.novelty_sq = float(self.novelty @ self.novelty)
-            self.short_ring[self.novelties % self.short] = novelty
-            self.novelties += 1
+            self.novelty.push(novelty)
         if t is not None:
             self._learn_daily(x, t, daily)
         self.level = level
@@ -448,19 +456,7 @@ class NoveltyDetector:
         if self.per_day > 0:
             self._add_to_slot(x, t)
         if not math.isnan(daily):
-            slot = self.dailies % self.long
-            if self.dailies >= self.long:
-                old = self.daily[slot]
-                self.daily_sum -= old
-                self.daily_sq -= old * old
-            self.daily[slot] = daily
-            self.daily_sum += daily
-            self.daily_sq += daily * daily
-            if slot == self.long - 1:
-                self.daily_sum = float(self.daily.sum())
-                self.daily_sq = float(self.daily @ self.daily)
-            self.daily_short[self.dailies % self.short] = daily
-            self.dailies += 1
+            self.daily.push(daily)
 
     def _add_to_slot(self, x: float, t: float) -> None:
         g = self._slot_of(t)
@@ -506,10 +502,18 @@ class NoveltyDetector:
     @classmethod
     def loads(cls, data: bytes) -> NoveltyDetector:
         fmt, state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic
-        if fmt not in (1, 2, FORMAT):
+        if fmt not in (1, 2, 3, FORMAT):
             raise ValueError(f"anomaly detector checkpoint format {fmt}, expected {FORMAT}")
         det = cls.__new__(cls)
         det.__dict__.update(state)
+        for ring, old in (("novelty", ("novelty", "novelty_sum", "novelty_sq", "novelties",
+                                       "short_ring")),
+                          ("daily", ("daily", "daily_sum", "daily_sq", "dailies",
+                                     "daily_short"))):  # fmt: skip
+            if old[0] in state and not isinstance(state[old[0]], _Recent):  # format 3 or older
+                setattr(det, ring, _Recent.restore(*(state[name] for name in old)))
+                for name in old[1:]:
+                    del det.__dict__[name]
         if fmt == 1:  # saved before the level part: its patterns and novelties are kept
             det.margin = 1.0
             det._init_level_part()

@@ -350,7 +350,7 @@ def test_the_daily_slots_follow_the_series_spacing_and_its_gaps() -> None:
     tt[500], tt[501] = tt[501], tt[500]
     tt[600] = tt[599]
     s = _run_at(det, tt, xx)
-    assert ((s >= 0) & (s <= 1)).all() and det.dailies > 0
+    assert ((s >= 0) & (s <= 1)).all() and det.daily.count > 0
 
 
 def test_the_horizon_penalty_grows_with_the_points_up_to_long() -> None:
@@ -377,17 +377,28 @@ def test_a_checkpoint_keeps_the_days_and_one_from_before_them_loads_without() ->
     t, xs = _days(days=10, flat=None)
     det = NoveltyDetector()
     _run_at(det, t[:2500], xs[:2500])
-    assert det.dailies > 0
+    assert det.daily.count > 0
     copy = NoveltyDetector.loads(det.dumps())
     assert list(_run_at(copy, t[2500:], xs[2500:])) == list(_run_at(det, t[2500:], xs[2500:]))
     fmt, state = pickle.loads(det.dumps())
-    assert fmt == 3
+    assert fmt == 4
+    # format 3 kept each ring of novelties as loose attributes: it loads, and goes on the same
+    loose = dict(state)
+    rings = {"novelty": ("novelty_sum", "novelty_sq", "novelties", "short_ring"),
+             "daily": ("daily_sum", "daily_sq", "dailies", "daily_short")}  # fmt: skip
+    for ring, names in rings.items():
+        r = loose[ring]
+        loose.update(zip((ring, *names), (r.values, r.sum, r.sq, r.count, r.last), strict=True))
+    three = NoveltyDetector.loads(pickle.dumps((3, loose)))
+    again = NoveltyDetector.loads(det.dumps())
+    assert list(_run_at(three, t[2500:], xs[2500:])) == list(_run_at(again, t[2500:], xs[2500:]))
+    assert not hasattr(three, "novelties") and three.daily.count == again.daily.count
     for name in ("days", "day_slots", "daily_fire", "age", "age_from", "per_day", "rows"):
         del state[name]
     old = NoveltyDetector.loads(pickle.dumps((2, state)))
-    assert old.days == 7 and old.per_day == 0 and old.dailies == 0 and old.seen == det.seen
+    assert old.days == 7 and old.per_day == 0 and old.daily.count == 0 and old.seen == det.seen
     s = _run_at(old, t[2500:], xs[2500:])  # it goes on, and learns the days afresh
-    assert ((s >= 0) & (s <= 1)).all() and old.per_day == 288 and old.dailies > 0
+    assert ((s >= 0) & (s <= 1)).all() and old.per_day == 288 and old.daily.count > 0
 
 
 def test_the_daily_peak_of_a_minute_series_is_no_anomaly_once_days_are_known() -> None:
