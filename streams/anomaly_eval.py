@@ -206,33 +206,23 @@ def bench_anomaly(
     rounds: int = 3,
 ) -> dict[str, Any]:  # fmt: skip
     """The detector's speed on a corpus, side by side with ``plain`` (the same without some
-    part), in alternating rounds since a shared machine's speed drifts within minutes; and
-    both's NAB scores when the corpus has labels."""
-    series, windows = load_corpus(corpus)
-    points = sum(len(s.values) for s in series)
+    part), in alternating rounds of ``run_anomaly_eval`` since a shared machine's speed drifts
+    within minutes; and both's NAB scores when the corpus has labels."""
     rates: dict[str, list[float]] = {"detector": [], "plain": []}
     scores: dict[str, dict[str, float]] = {}
+    report = None
     for _ in range(rounds):
         for name, factory in (("detector", make), ("plain", plain)):
-            scored = []
-            t0 = time.perf_counter()
-            for s in series:
-                out = score_series(s, factory)
-                if s.name in windows:
-                    scored.append(
-                        ScoredFile(out, windows[s.name], probation_length(len(out)), s.name)
-                    )
-            rates[name].append(points / (time.perf_counter() - t0))
-            if scored and name not in scores:
-                scores[name] = {p: round(sweep(scored, prof).normalised, 2)
-                                for p, prof in PROFILES.items()}  # fmt: skip
+            report = run_anomaly_eval(corpus, None, factory)
+            rates[name].append(report.points_per_second)
+            scores.setdefault(name, {p: round(r.normalised, 2) for p, r in report.results.items()})
     ratios = [a / b for a, b in zip(rates["detector"], rates["plain"], strict=True)]
     return {
-        "series": len(series),
-        "points": points,
+        "series": report.series if report else 0,
+        "points": report.points if report else 0,
         "points_per_second": [round(r) for r in rates["detector"]],
         "plain_points_per_second": [round(r) for r in rates["plain"]],
-        "ratio_median": round(float(np.median(ratios)), 3),
+        "ratio_median": round(float(np.median(ratios)), 3) if ratios else 0.0,
         "scores": scores.get("detector", {}),
         "plain_scores": scores.get("plain", {}),
     }
