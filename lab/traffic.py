@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import functools
 import math
@@ -504,22 +505,17 @@ class Client:
                      + bytes(rng.randint(24, 56)))  # fmt: skip
             attempts = 0
             try:
-                while attempts < DNS_TRIES:
+                while attempts < DNS_TRIES and not answered.done():
                     attempts += 1
                     transport.sendto(query)
-                    try:
+                    with contextlib.suppress(TimeoutError):  # shielded: still awaited after
                         await asyncio.wait_for(asyncio.shield(answered), DNS_TIMEOUT_S)
-                        break
-                    except TimeoutError:
-                        continue
             finally:
                 transport.close()
-            if not answered.done():
-                answered.cancel()
             flow = self.flow("other", sock, None, start)
             self.record(**dict(flow, proto=17, server_port=DNS_PORT, kind="dns"),
                         end=time.time(), sent=1, attempts=attempts,
-                        answered=answered.done() and not answered.cancelled())  # fmt: skip
+                        answered=answered.done())  # fmt: skip
             await asyncio.sleep(rng.uniform(0.05, 1.5))
 
     async def telemetry(self, rng: random.Random, seconds: float) -> None:
