@@ -62,7 +62,7 @@ import pickle
 from array import array
 from bisect import bisect_left, insort
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -72,8 +72,8 @@ _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 CALM_QUANTILE = 0.99  # the calm past's range: from its 1st to its 99th percentile
-FORMAT = 4  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty),
-# 3 kept the rings of novelties as loose attributes
+FORMAT = 5  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty),
+# 3 kept the rings of novelties as loose attributes, 4 the patterns as rows apart from their norms
 DAY = 86400.0
 GRID_POINTS = 20  # points whose median spacing sets the daily slots
 MIN_HISTORY = 50  # novelties (or daily novelties) before they form a likelihood
@@ -99,27 +99,35 @@ class _Recent:
         self.sum = 0.0
         self.sq = 0.0
         self.count = 0
-        self.last = np.zeros(short)
+        self.last = [0.0] * short
+        self.last_sum = 0.0  # of ``last``
 
     @classmethod
     def restore(cls, values: Array, total: float, sq: float, count: int, last: Array) -> _Recent:
         """One from the loose attributes of a format-3 (or earlier) checkpoint."""
         r = cls.__new__(cls)
-        r.values, r.sum, r.sq, r.count, r.last = values, total, sq, count, last
+        r.values, r.sum, r.sq, r.count = values, total, sq, count
+        r.__setstate__({"last": last})
         return r
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "last_sum" not in state:  # format 4 and older: ``last`` was a numpy array
+            self.last = [float(v) for v in self.last]
+            self.last_sum = math.fsum(self.last)
 
     def z(self, v: float) -> float:
         """The standard score of the mean of the last ``short`` values and ``v`` among the
         last ``long`` (NaN for a NaN ``v`` and before ``MIN_HISTORY`` values)."""
-        if math.isnan(v) or self.count < MIN_HISTORY:
+        if v != v or self.count < MIN_HISTORY:  # NaN
             return math.nan
         short = len(self.last)
         count = min(self.count, len(self.values))
         mean = self.sum / count
         var = max(self.sq / count - mean * mean, 0.0)
         oldest = self.last[self.count % short] if self.count >= short else 0.0
-        recent = (self.last.sum() - oldest + v) / min(self.count + 1, short)
-        return float((recent - mean) / (math.sqrt(var) + 1e-9))
+        recent = (self.last_sum - oldest + v) / min(self.count + 1, short)
+        return (recent - mean) / (math.sqrt(var) + 1e-9)
 
     def push(self, v: float) -> None:
         long = len(self.values)
@@ -134,7 +142,11 @@ class _Recent:
         if slot == long - 1:  # once per ring: drop the rounding the running sums gather
             self.sum = float(self.values.sum())
             self.sq = float(self.values @ self.values)
-        self.last[self.count % len(self.last)] = v
+        at = self.count % len(self.last)
+        self.last_sum += v - self.last[at]
+        self.last[at] = v
+        if at == len(self.last) - 1:  # likewise, once per short ring
+            self.last_sum = math.fsum(self.last)
         self.count += 1
 
 
@@ -196,8 +208,12 @@ class NoveltyDetector:
         self.lo = math.inf
         self.hi = -math.inf
         self.recent = np.zeros(window)  # the last `window` raw values, oldest first
-        self.patterns = np.zeros((memory, window), np.float32)  # ring of past scaled patterns
-        self.norms = np.zeros(memory, np.float32)  # their squared norms
+        self.scaled: Array | None = None  # the same scaled, once the range is learned
+        # ring of past scaled patterns q, a column each, stored as -2 q over |q|^2 (+inf while
+        # the pattern overlaps the newest points), so that one product with (p, 1) gives every
+        # |p - q|^2 - |p|^2 at once; and their squared norms
+        self.patterns = np.zeros((window + 1, memory), np.float32)
+        self.norms = np.zeros(memory, np.float32)
         self.stored = 0
         self.novelty = _Recent(long, short)  # past novelties
         self.cooldown = 0
@@ -235,16 +251,28 @@ class NoveltyDetector:
         self.daily = _Recent(self.long, self.short)  # past daily novelties
         self._past_slot = -1
         self._past_values: list[float] = []
+        self._past_range: tuple[float, ...] = ()  # the least and the greatest, scaled
+        # the pattern's sums once the open slot closes, as scoring made them: (slot, sums)
+        self._closing: tuple[int, list[float], list[int]] | None = None
 
     # -- scoring -------------------------------------------------------------------------------
 
     def _pattern(self, x: float) -> Array | None:
         if self.seen + 1 < self.window or self.seen < self.warmup:
             return None
-        p = np.empty(self.window)
-        p[:-1] = self.recent[1:]
-        p[-1] = x
-        return ((p - self.lo) / self._span()).astype(np.float32)
+        w = self.window
+        extended = np.empty(w + 1, np.float32)  # (p, 1): see self.patterns
+        extended[w] = 1.0
+        p = extended[:w]
+        p[:-1] = self._scaled()[1:]
+        p[-1] = (x - self.lo) / self._span()
+        return p
+
+    def _scaled(self) -> Array:
+        """The last ``window`` values scaled by the learned range (once it is learned)."""
+        if self.scaled is None:
+            self.scaled = ((self.recent - self.lo) / self._span()).astype(np.float32)
+        return self.scaled
 
     def _span(self) -> float:
         """The learned range that scales values. A range within rounding of the level is a
@@ -260,15 +288,10 @@ class NoveltyDetector:
         usable = self.stored - (self.window - 1)  # the newest window-1 patterns overlap p
         if usable <= 0:
             return math.nan
+        extended = p.base  # (p, 1), from _pattern
+        assert extended is not None
         n = min(self.stored, self.memory)
-        if self.stored <= self.memory:
-            idx = slice(0, usable)
-            d2 = self.norms[idx] - 2.0 * (self.patterns[idx] @ p)
-        else:
-            d2 = self.norms - 2.0 * (self.patterns @ p)
-            head = self.stored % self.memory  # next write position; newest are just before it
-            d2[np.arange(head - self.window + 1, head) % n] = math.inf
-        best = float(d2.min()) + float(p @ p)
+        best = float((extended @ self.patterns[:, :n]).min()) + float(p @ p)
         return math.sqrt(max(best, 0.0) / self.window)
 
     def _novelty_lik(self, novelty: float) -> float:
@@ -287,11 +310,10 @@ class NoveltyDetector:
         lo = ranked[int((1.0 - CALM_QUANTILE) * (n - 1))]
         hi = ranked[math.ceil(CALM_QUANTILE * (n - 1))]
         if t is not None and self.per_day > 0:
-            usual = [v for v in self._past(self._slot_of(t)) if v == v]
-            if usual:  # scaled as the patterns are
-                span = self._span()
-                lo = min(lo, (min(usual) - self.lo) / span)
-                hi = max(hi, (max(usual) - self.lo) / span)
+            self._past(self._slot_of(t))
+            if self._past_range:  # scaled as the patterns are
+                lo = min(lo, self._past_range[0])
+                hi = max(hi, self._past_range[1])
         beyond = max(mu - hi, lo - mu)
         if beyond <= 0.0:
             return 0.0
@@ -312,30 +334,38 @@ class NoveltyDetector:
                 values.append(self.day_values[pos] if self.day_index[pos] == slot else math.nan)
             self._past_values = values
             self._past_slot = g
+            usual = [v for v in values if v == v]
+            span = self._span()
+            self._past_range = (
+                ((min(usual) - self.lo) / span, (max(usual) - self.lo) / span) if usual else ()
+            )
         return self._past_values
 
     def _daily_novelty(self, x: float, t: float | None) -> float:
         """RMS distance of the current pattern of ``window`` slots (the last one holding
         ``x``) to the nearest of the patterns ending at the same slot on the last ``days``
         days, over the slots both have (NaN: too few to compare)."""
+        self._closing = None
         if t is None or self.per_day <= 0 or self.seen < self.warmup:
             return math.nan
         g = self._slot_of(t)
         if g < self.slot:  # out of order: it belongs to a closed slot
             return math.nan
-        first = g - self.window + 1
-        total = list(self.row_sum)
-        count = list(self.row_count)
-        for old in self.row_slots:  # rows of slots that left the pattern (after a gap)
-            if old >= first:
-                break
-            _add_row(total, count, self.rows[old % self.window], -1)
-        if g == self.slot:
+        if g == self.slot:  # the pattern holds the same slots: the sums stand
+            total, count = self.row_sum, self.row_count
             current = (self.slot_sum + x) / (self.slot_count + 1)
-        else:
+        else:  # the open slot closes; rows of slots that leave the pattern leave the sums
+            first = g - self.window + 1
+            total = list(self.row_sum)
+            count = list(self.row_count)
+            for old in self.row_slots:
+                if old >= first:
+                    break
+                _add_row(total, count, self.rows[old % self.window], -1)
             current = x
-            if self.open_row and self.slot >= first:  # the open slot is closing
+            if self.open_row and self.slot >= first:
                 _add_row(total, count, self.open_row, 1)
+                self._closing = (g, total, count)  # what _close makes of the sums, made
         need = (self.window + 1) // 2
         best = math.inf
         for k, past in enumerate(self._past(g)):
@@ -398,14 +428,13 @@ class NoveltyDetector:
         self._cached = None
         if self.seen < self.warmup:
             self.lo, self.hi = min(self.lo, x), max(self.hi, x)
+            self._past_slot = -1  # its scaled range is to be made again
         self.recent[:-1] = self.recent[1:]
         self.recent[-1] = x
         self.seen += 1
+        self.scaled = p  # the new last `window` values, scaled (None: the next _pattern makes it)
         if p is not None:
-            slot = self.stored % self.memory
-            self.patterns[slot] = p
-            self.norms[slot] = float(p @ p)
-            self.stored += 1
+            self._store(p)
         self._age(mu, novelty_level)
         if not math.isnan(novelty):
             self.novelty.push(novelty)
@@ -416,6 +445,19 @@ class NoveltyDetector:
             self.cooldown -= 1
         elif level >= 0.5:
             self.cooldown = self.hold
+
+    def _store(self, p: Array) -> None:
+        """Into the ring of patterns; the one ``window - 1`` points older stops overlapping
+        the next pattern and becomes a neighbour."""
+        w = self.window
+        slot = self.stored % self.memory
+        np.multiply(p, -2.0, out=self.patterns[:w, slot])
+        self.norms[slot] = float(p @ p)
+        self.patterns[w, slot] = math.inf if w > 1 else self.norms[slot]
+        self.stored += 1
+        free = self.stored - w  # the newest pattern the next one does not overlap
+        if w > 1 and free >= 0:
+            self.patterns[w, free % self.memory] = self.norms[free % self.memory]
 
     def _age(self, mu: float, novelty_level: float) -> None:
         """Pass the pattern's mean (NaN: no pattern yet) through ``hold`` points of ageing into
@@ -479,13 +521,18 @@ class NoveltyDetector:
         self.day_values[pos] = mean
         self.day_index[pos] = slot
         first = then - self.window + 1
+        made = self._closing if self._closing and self._closing[0] == then else None
+        self._closing = None
         while self.row_slots and self.row_slots[0] < first:
-            _add_row(
-                self.row_sum, self.row_count, self.rows[self.row_slots.popleft() % self.window], -1
-            )
+            old = self.rows[self.row_slots.popleft() % self.window]
+            if made is None:
+                _add_row(self.row_sum, self.row_count, old, -1)
         self.rows[slot % self.window] = row
         self.row_slots.append(slot)
-        _add_row(self.row_sum, self.row_count, row, 1)
+        if made is None:
+            _add_row(self.row_sum, self.row_count, row, 1)
+        else:  # _daily_novelty took the same rows away and added this one, in the same order
+            self.row_sum, self.row_count = made[1], made[2]
         if slot % RESUM_SLOTS == 0:  # now and then: drop the rounding the sums gather
             self.row_sum = [0.0] * self.days
             self.row_count = [0] * self.days
@@ -496,16 +543,21 @@ class NoveltyDetector:
 
     def dumps(self) -> bytes:
         state = dict(self.__dict__)
-        state["_cached"] = None
+        state["_cached"] = state["_closing"] = None
         return pickle.dumps((FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def loads(cls, data: bytes) -> NoveltyDetector:
         fmt, state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic
-        if fmt not in (1, 2, 3, FORMAT):
+        if fmt not in (1, 2, 3, 4, FORMAT):
             raise ValueError(f"anomaly detector checkpoint format {fmt}, expected {FORMAT}")
         det = cls.__new__(cls)
         det.__dict__.update(state)
+        det.__dict__.setdefault("scaled", None)  # format 4 and older: made when next needed
+        det._past_slot, det._past_range = -1, ()  # its cache: made again when next needed
+        det._closing = None
+        if fmt < 5:
+            det._extend_patterns()
         for ring, old in (("novelty", ("novelty", "novelty_sum", "novelty_sq", "novelties",
                                        "short_ring")),
                           ("daily", ("daily", "daily_sum", "daily_sq", "dailies",
@@ -525,3 +577,16 @@ class NoveltyDetector:
                 setattr(det, name, getattr(fresh, name))
             det._init_daily_part()
         return det
+
+    def _extend_patterns(self) -> None:
+        """Format 4 and older kept the patterns as rows, their norms apart: into the columns
+        of ``self.patterns``, the newest ``window - 1`` marked as overlapping."""
+        w, rows = self.window, self.patterns
+        extended = np.empty((w + 1, self.memory), np.float32)
+        extended[:w] = rows.T
+        extended[:w] *= -2.0
+        extended[w] = self.norms
+        if w > 1:
+            for i in range(max(self.stored - w + 1, 0), self.stored):
+                extended[w, i % self.memory] = math.inf
+        self.patterns = extended

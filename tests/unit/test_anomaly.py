@@ -6,13 +6,14 @@ import csv
 import math
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 from click.testing import CliRunner
 
-from detectors.anomaly import NoveltyDetector, upper_tail_log10
+from detectors.anomaly import NoveltyDetector, _Recent, upper_tail_log10
 from detectors.nab import PROFILES, ScoredFile, probation_length, sigma, sweep, windows_from_labels
 from streams.anomaly_eval import load_corpus, run_anomaly_eval
 from streams.cli import main
@@ -263,7 +264,7 @@ def test_an_incident_is_no_baseline_for_the_level() -> None:
 def test_a_checkpoint_from_before_the_level_part_loads_with_it_empty() -> None:
     det = NoveltyDetector()
     _run(det, _series(n=400, shift_at=None))
-    state = dict(det.__dict__)
+    state = _as_format_4(det.__dict__)
     for name in ("margin", "aging", "calm_means", "calm_stored", "unsettled"):
         del state[name]
     state["_cached"] = None
@@ -373,6 +374,22 @@ def test_the_horizon_penalty_grows_with_the_points_up_to_long() -> None:
     assert lower > 100
 
 
+def _as_format_4(state: dict[str, Any]) -> dict[str, Any]:
+    """A detector's state as format 4 kept it."""
+    old = dict(state)
+    w = old["window"]
+    old["patterns"] = np.ascontiguousarray(old["patterns"][:w].T / -2.0)
+    for name in ("scaled", "_past_range", "_closing"):
+        del old[name]
+    for ring in ("novelty", "daily"):
+        r = _Recent.__new__(_Recent)
+        kept = old[ring]
+        r.__dict__.update(values=kept.values, sum=kept.sum, sq=kept.sq, count=kept.count,
+                          last=np.array(kept.last))  # fmt: skip
+        old[ring] = r
+    return old
+
+
 def test_a_checkpoint_keeps_the_days_and_one_from_before_them_loads_without() -> None:
     t, xs = _days(days=10, flat=None)
     det = NoveltyDetector()
@@ -381,7 +398,14 @@ def test_a_checkpoint_keeps_the_days_and_one_from_before_them_loads_without() ->
     copy = NoveltyDetector.loads(det.dumps())
     assert list(_run_at(copy, t[2500:], xs[2500:])) == list(_run_at(det, t[2500:], xs[2500:]))
     fmt, state = pickle.loads(det.dumps())
-    assert fmt == 4
+    assert fmt == 5
+    restored = NoveltyDetector.loads(det.dumps())
+    again = _run_at(restored, t[2500:], xs[2500:])
+    # format 4 kept the patterns as rows, their norms apart, and each ring's last values in
+    # an array: it loads, and goes on the same but for the rounding of sums taken otherwise
+    state = _as_format_4(state)
+    four = NoveltyDetector.loads(pickle.dumps((4, state)))
+    assert np.allclose(_run_at(four, t[2500:], xs[2500:]), again, rtol=0, atol=1e-6)
     # format 3 kept each ring of novelties as loose attributes: it loads, and goes on the same
     loose = dict(state)
     rings = {"novelty": ("novelty_sum", "novelty_sq", "novelties", "short_ring"),
@@ -390,9 +414,8 @@ def test_a_checkpoint_keeps_the_days_and_one_from_before_them_loads_without() ->
         r = loose[ring]
         loose.update(zip((ring, *names), (r.values, r.sum, r.sq, r.count, r.last), strict=True))
     three = NoveltyDetector.loads(pickle.dumps((3, loose)))
-    again = NoveltyDetector.loads(det.dumps())
-    assert list(_run_at(three, t[2500:], xs[2500:])) == list(_run_at(again, t[2500:], xs[2500:]))
-    assert not hasattr(three, "novelties") and three.daily.count == again.daily.count
+    assert np.allclose(_run_at(three, t[2500:], xs[2500:]), again, rtol=0, atol=1e-6)
+    assert not hasattr(three, "novelties") and three.daily.count == restored.daily.count
     for name in ("days", "day_slots", "daily_fire", "age", "age_from", "per_day", "rows"):
         del state[name]
     old = NoveltyDetector.loads(pickle.dumps((2, state)))
