@@ -207,7 +207,8 @@ class NoveltyDetector:
         self.seen = 0
         self.lo = math.inf
         self.hi = -math.inf
-        self.recent = np.zeros(window)  # the last `window` raw values, oldest first
+        self.recent = np.zeros(window)  # the last `window` raw values, oldest first, until
+        # the first pattern
         self.scaled: Array | None = None  # the same scaled, once the range is learned
         # ring of past scaled patterns q, a column each, stored as -2 q over |q|^2 (+inf while
         # the pattern overlaps the newest points), so that one product with (p, 1) gives every
@@ -429,10 +430,11 @@ class NoveltyDetector:
         if self.seen < self.warmup:
             self.lo, self.hi = min(self.lo, x), max(self.hi, x)
             self._past_slot = -1  # its scaled range is to be made again
-        self.recent[:-1] = self.recent[1:]
-        self.recent[-1] = x
         self.seen += 1
         self.scaled = p  # the new last `window` values, scaled (None: the next _pattern makes it)
+        if p is None:  # once there are patterns, there are for good, and `scaled` has the values
+            self.recent[:-1] = self.recent[1:]
+            self.recent[-1] = x
         if p is not None:
             self._store(p)
         self._age(mu, novelty_level)
