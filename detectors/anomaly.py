@@ -72,12 +72,14 @@ _SQRT2 = math.sqrt(2.0)
 _LN10 = math.log(10.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 CALM_QUANTILE = 0.99  # the calm past's range: from its 1st to its 99th percentile
-FORMAT = 5  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty),
-# 3 kept the rings of novelties as loose attributes, 4 the patterns as rows apart from their norms
+FORMAT = 6  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty),
+# 3 kept the rings of novelties as loose attributes, 4 the patterns as rows apart from their
+# norms, 5 had no usual daily novelty per time of day (those load with it empty)
 DAY = 86400.0
 GRID_POINTS = 20  # points whose median spacing sets the daily slots
 MIN_HISTORY = 50  # novelties (or daily novelties) before they form a likelihood
 RESUM_SLOTS = 1000  # slots between exact sums of the daily rows
+SLOT_MEMORY = 1000  # values at a time of day its usual daily novelty averages, at most
 RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
 
 
@@ -121,13 +123,21 @@ class _Recent:
         last ``long`` (NaN for a NaN ``v`` and before ``MIN_HISTORY`` values)."""
         if v != v or self.count < MIN_HISTORY:  # NaN
             return math.nan
-        short = len(self.last)
         count = min(self.count, len(self.values))
         mean = self.sum / count
-        var = max(self.sq / count - mean * mean, 0.0)
+        return (self.recent(v) - mean) / self.scale()
+
+    def recent(self, v: float) -> float:
+        """The mean of the last ``short`` values and ``v``, its newest."""
+        short = len(self.last)
         oldest = self.last[self.count % short] if self.count >= short else 0.0
-        recent = (self.last_sum - oldest + v) / min(self.count + 1, short)
-        return (recent - mean) / (math.sqrt(var) + 1e-9)
+        return (self.last_sum - oldest + v) / min(self.count + 1, short)
+
+    def scale(self) -> float:
+        """The standard deviation of the last ``long`` values (a little over: never 0)."""
+        count = min(self.count, len(self.values))
+        mean = self.sum / count
+        return math.sqrt(max(self.sq / count - mean * mean, 0.0)) + 1e-9
 
     def push(self, v: float) -> None:
         long = len(self.values)
@@ -250,6 +260,14 @@ class NoveltyDetector:
         self.row_sum = [0.0] * self.days
         self.row_count = [0] * self.days
         self.daily = _Recent(self.long, self.short)  # past daily novelties
+        self._init_usual()
+
+    def _init_usual(self) -> None:
+        # per slot of the day, once the slots are set: the usual recent daily novelty at that
+        # time of day (a running mean of its past values there) and how many it has seen
+        size = max(self.per_day, 0)
+        self.slot_usual = array("d", [0.0]) * size
+        self.slot_seen = array("q", [0]) * size
         self._past_slot = -1
         self._past_values: list[float] = []
         self._past_range: tuple[float, ...] = ()  # the least and the greatest, scaled
@@ -381,6 +399,14 @@ class NoveltyDetector:
             return math.nan
         return math.sqrt(max(best, 0.0)) / self._span()
 
+    def _usual_z(self, daily: float, t: float) -> float:
+        """The recent daily novelty against its usual at this time of day, in the standard
+        deviations of all (+inf: none seen at this time of day yet)."""
+        at = self._slot_of(t) % self.per_day
+        if not self.slot_seen[at]:
+            return math.inf
+        return (self.daily.recent(daily) - self.slot_usual[at]) / self.daily.scale()
+
     def _horizon(self) -> float:
         """What ``L`` loses for the points behind it (module docstring, 6)."""
         n = min(self.seen, self.long)
@@ -406,7 +432,8 @@ class NoveltyDetector:
         daily = self._daily_novelty(x, t)
         z = self.daily.z(daily)  # how unusual this time of day is
         if z == z:  # not NaN: with days to compare, what is usual at this hour does not count
-            lik *= min(max(z, 0.0), 1.0)
+            assert t is not None
+            lik *= min(max(min(z, self._usual_z(daily, t)), 0.0), 1.0)
             lik = max(lik, upper_tail_log10(z) * self.fire / self.daily_fire)
         lik = max(lik - self._horizon(), 0.0)
         level = lik / (lik + self.fire)
@@ -492,6 +519,7 @@ class NoveltyDetector:
             step = float(np.median(np.diff([pt for pt, _ in self.pending])))
             per_day = round(DAY / max(step, DAY / self.day_slots)) if step > 0 else -1
             self.per_day = per_day if per_day >= 2 and self.days > 0 else -1
+            self._init_usual()
             pending, self.pending = self.pending, []
             if self.per_day > 0:
                 for pt, px in pending:
@@ -500,6 +528,10 @@ class NoveltyDetector:
         if self.per_day > 0:
             self._add_to_slot(x, t)
         if not math.isnan(daily):
+            if self.daily.count >= MIN_HISTORY:
+                at = self._slot_of(t) % self.per_day
+                seen = self.slot_seen[at] = min(self.slot_seen[at] + 1, SLOT_MEMORY)
+                self.slot_usual[at] += (self.daily.recent(daily) - self.slot_usual[at]) / seen
             self.daily.push(daily)
 
     def _add_to_slot(self, x: float, t: float) -> None:
@@ -551,7 +583,7 @@ class NoveltyDetector:
     @classmethod
     def loads(cls, data: bytes) -> NoveltyDetector:
         fmt, state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic
-        if fmt not in (1, 2, 3, 4, FORMAT):
+        if fmt not in (1, 2, 3, 4, 5, FORMAT):
             raise ValueError(f"anomaly detector checkpoint format {fmt}, expected {FORMAT}")
         det = cls.__new__(cls)
         det.__dict__.update(state)
@@ -578,6 +610,8 @@ class NoveltyDetector:
             for name in ("days", "day_slots", "daily_fire", "age", "age_from"):
                 setattr(det, name, getattr(fresh, name))
             det._init_daily_part()
+        elif fmt < 6:
+            det._init_usual()
         return det
 
     def _extend_patterns(self) -> None:
