@@ -36,7 +36,10 @@ How ``NoveltyDetector`` scores a point:
    among the past ones, says how unusual this time of day is. Once there are days to compare
    with, ``z`` gates the likelihoods of 3 and 4 (they count ``min(max(z, 0), 1)`` of
    themselves: a shape or a level usual at this hour, such as the daily peak, is no
-   anomaly), and gives its own, formed as in 3 and weighed down by ``daily_fire`` (counting
+   anomaly; ``z`` is taken no higher than the same recent mean's standard score against its
+   usual at this time of day, the running mean of its past values in this slot of the day,
+   so hours whose daily novelty is high every day, such as a noisy peak's edges, keep the
+   gate closed), and gives its own, formed as in 3 and weighed down by ``daily_fire`` (counting
    ``fire / daily_fire`` as much): only a day far from every recent day fires on it alone.
    Without timestamps there is no daily part.
 6. **Horizon.** The more points behind a firing level, the more chances a normal series had
