@@ -264,6 +264,11 @@ class NoveltyDetector:
         self.row_count = [0] * self.days
         self.daily = _Recent(self.long, self.short)  # past daily novelties
         self._init_usual()
+        self._past_slot = -1
+        self._past_values: list[float] = []
+        self._past_range: tuple[float, ...] = ()  # the least and the greatest, scaled
+        # the pattern's sums once the open slot closes, as scoring made them: (slot, sums)
+        self._closing: tuple[int, list[float], list[int]] | None = None
 
     def _init_usual(self) -> None:
         # per slot of the day, once the slots are set: the usual recent daily novelty at that
@@ -271,11 +276,6 @@ class NoveltyDetector:
         size = max(self.per_day, 0)
         self.slot_usual = array("d", [0.0]) * size
         self.slot_seen = array("q", [0]) * size
-        self._past_slot = -1
-        self._past_values: list[float] = []
-        self._past_range: tuple[float, ...] = ()  # the least and the greatest, scaled
-        # the pattern's sums once the open slot closes, as scoring made them: (slot, sums)
-        self._closing: tuple[int, list[float], list[int]] | None = None
 
     # -- scoring -------------------------------------------------------------------------------
 
