@@ -266,7 +266,6 @@ class NoveltyDetector:
         self._init_usual()
         self._past_slot = -1
         self._past_values: list[float] = []
-        self._past_range: tuple[float, ...] = ()  # the least and the greatest, scaled
         # the pattern's sums once the open slot closes, as scoring made them: (slot, sums)
         self._closing: tuple[int, list[float], list[int]] | None = None
 
@@ -331,12 +330,14 @@ class NoveltyDetector:
         ranked = self.calm_sorted
         lo = ranked[int((1.0 - CALM_QUANTILE) * (n - 1))]
         hi = ranked[math.ceil(CALM_QUANTILE * (n - 1))]
-        if t is not None and self.per_day > 0:
-            self._past(self._slot_of(t))
-            if self._past_range:  # scaled as the patterns are
-                lo = min(lo, self._past_range[0])
-                hi = max(hi, self._past_range[1])
         beyond = max(mu - hi, lo - mu)
+        if beyond > 0.0 and t is not None and self.per_day > 0:  # (widening it: only then)
+            usual = [v for v in self._past(self._slot_of(t)) if v == v]
+            if usual:  # scaled as the patterns are
+                span = self._span()
+                lo = min(lo, (min(usual) - self.lo) / span)
+                hi = max(hi, (max(usual) - self.lo) / span)
+                beyond = max(mu - hi, lo - mu)
         if beyond <= 0.0:
             return 0.0
         return self.fire * beyond / (self.margin * float(self.calm_means[:n].std()) + 1e-9)
@@ -356,11 +357,6 @@ class NoveltyDetector:
                 values.append(self.day_values[pos] if self.day_index[pos] == slot else math.nan)
             self._past_values = values
             self._past_slot = g
-            usual = [v for v in values if v == v]
-            span = self._span()
-            self._past_range = (
-                ((min(usual) - self.lo) / span, (max(usual) - self.lo) / span) if usual else ()
-            )
         return self._past_values
 
     def _daily_novelty(self, x: float, t: float | None) -> float:
@@ -459,7 +455,6 @@ class NoveltyDetector:
         self._cached = None
         if self.seen < self.warmup:
             self.lo, self.hi = min(self.lo, x), max(self.hi, x)
-            self._past_slot = -1  # its scaled range is to be made again
         self.seen += 1
         self.scaled = p  # the new last `window` values, scaled (None: the next _pattern makes it)
         if p is None:  # once there are patterns, there are for good, and `scaled` has the values
@@ -591,7 +586,7 @@ class NoveltyDetector:
         det = cls.__new__(cls)
         det.__dict__.update(state)
         det.__dict__.setdefault("scaled", None)  # format 4 and older: made when next needed
-        det._past_slot, det._past_range = -1, ()  # its cache: made again when next needed
+        det._past_slot = -1  # its cache: made again when next needed
         det._closing = None
         if fmt < 5:
             det._extend_patterns()

@@ -388,7 +388,7 @@ def _as_format_4(state: dict[str, Any]) -> dict[str, Any]:
     old["patterns"] = np.ascontiguousarray(old["patterns"][:w].T / -2.0)
     # format 4 kept the raw values ring up to date; now the scaled one holds them
     old["recent"] = old["scaled"].astype(np.float64) * (old["hi"] - old["lo"]) + old["lo"]
-    for name in ("scaled", "_past_range", "_closing"):
+    for name in ("scaled", "_closing"):
         del old[name]
     for ring in ("novelty", "daily"):
         r = _Recent.__new__(_Recent)
