@@ -38,9 +38,10 @@ How ``NoveltyDetector`` scores a point:
    themselves: a shape or a level usual at this hour, such as the daily peak, is no
    anomaly; ``z`` is taken no higher than the same recent mean's standard score against its
    usual at this time of day, the running mean of its past values in this slot of the day,
-   so hours whose daily novelty is high every day, such as a noisy peak's edges, keep the
-   gate closed), and gives its own, formed as in 3 and weighed down by ``daily_fire`` (counting
-   ``fire / daily_fire`` as much): only a day far from every recent day fires on it alone.
+   less ``usual_margin``, so hours whose daily novelty is high every day, such as a noisy
+   peak's edges, keep the gate closed), and gives its own, formed as in 3 and weighed down
+   by ``daily_fire`` (counting ``fire / daily_fire`` as much): only a day far from every
+   recent day fires on it alone.
    Without timestamps there is no daily part.
 6. **Horizon.** The more points behind a firing level, the more chances a normal series had
    to cross it: ``L`` loses ``age * log10(n / age_from)`` after ``n > age_from`` points, with
@@ -197,13 +198,16 @@ class NoveltyDetector:
         daily_fire: float = 6.0,
         age: float = 0.4,
         age_from: int = 500,
+        usual_margin: float = 0.5,
     ) -> None:
         if min(window, memory, warmup, short, long, hold + 1, days + 1, age_from) < 1:
             raise ValueError(
                 "window, memory, warmup, short, long, age_from must be >= 1, hold and days >= 0"
             )
-        if fire <= 0 or margin <= 0 or daily_fire <= 0 or age < 0 or day_slots < 2:
-            raise ValueError("fire, margin, daily_fire must be > 0, age >= 0, day_slots >= 2")
+        if fire <= 0 or margin <= 0 or daily_fire <= 0 or min(age, usual_margin) < 0:
+            raise ValueError("fire, margin, daily_fire must be > 0, age and usual_margin >= 0")
+        if day_slots < 2:
+            raise ValueError("day_slots must be >= 2")
         self.window = window
         self.memory = memory
         self.warmup = warmup
@@ -217,6 +221,7 @@ class NoveltyDetector:
         self.daily_fire = daily_fire
         self.age = age
         self.age_from = age_from
+        self.usual_margin = usual_margin
         self.seen = 0
         self.lo = math.inf
         self.hi = -math.inf
@@ -400,11 +405,12 @@ class NoveltyDetector:
 
     def _usual_z(self, daily: float, t: float) -> float:
         """The recent daily novelty against its usual at this time of day, in the standard
-        deviations of all (+inf: none seen at this time of day yet)."""
+        deviations of all, less ``usual_margin`` (+inf: none seen at this time of day yet)."""
         at = self._slot_of(t) % self.per_day
         if not self.slot_seen[at]:
             return math.inf
-        return (self.daily.recent(daily) - self.slot_usual[at]) / self.daily.scale()
+        above = (self.daily.recent(daily) - self.slot_usual[at]) / self.daily.scale()
+        return above - self.usual_margin
 
     def _horizon(self) -> float:
         """What ``L`` loses for the points behind it (module docstring, 6)."""
@@ -586,6 +592,8 @@ class NoveltyDetector:
         det = cls.__new__(cls)
         det.__dict__.update(state)
         det.__dict__.setdefault("scaled", None)  # format 4 and older: made when next needed
+        if "usual_margin" not in state:  # saved before it was a parameter: the default
+            det.usual_margin = cls().usual_margin
         det._past_slot = -1  # its cache: made again when next needed
         det._closing = None
         if fmt < 5:

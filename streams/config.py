@@ -215,6 +215,9 @@ class DetectorConfig(_Section):
         0.4, ge=0, description="likelihood lost per tenfold points past age_from (to long)"
     )
     age_from: int = Field(500, ge=1, description="points before the horizon penalty starts")
+    usual_margin: float = Field(
+        0.5, ge=0, description="std devs over this hour's usual daily novelty before its gate opens"
+    )
 
     def build(self) -> NoveltyDetector:
         return NoveltyDetector(**self.model_dump())
