@@ -85,6 +85,10 @@ MIN_HISTORY = 50  # novelties (or daily novelties) before they form a likelihood
 RESUM_SLOTS = 1000  # slots between exact sums of the daily rows
 SLOT_MEMORY = 1000  # values at a time of day its usual daily novelty averages, at most
 RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
+# parameters that size a detector's state (a checkpoint goes on only with the same), and the
+# ones that only weigh it (a restored detector takes the configuration's)
+SIZING = ("window", "memory", "warmup", "short", "long", "days", "day_slots")
+WEIGHING = ("fire", "hold", "margin", "daily_fire", "age", "age_from", "usual_margin")
 
 
 def _add_row(total: list[float], count: list[int], row: list[float], sign: int) -> None:
@@ -578,6 +582,17 @@ class NoveltyDetector:
                 _add_row(self.row_sum, self.row_count, self.rows[kept % self.window], 1)
 
     # -- checkpoints ---------------------------------------------------------------------------
+
+    def retune(self, params: dict[str, Any]) -> list[str]:
+        """Take the weighing parameters of ``params`` (a validated configuration, changed
+        since this state was saved); the sizing ones that differ are returned (the state
+        cannot go on with those: start a fresh detector)."""
+        for name in WEIGHING:
+            if name in params:
+                setattr(self, name, params[name])
+        self.cooldown = min(self.cooldown, self.hold)
+        self._cached = None
+        return [n for n in SIZING if n in params and params[n] != getattr(self, n)]
 
     def dumps(self) -> bytes:
         state = dict(self.__dict__)

@@ -32,6 +32,7 @@ link's saved state (streams/linkstate.py): ``dump`` and ``restore``.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from streams.config import AnomalyConfig
 from streams.congestion import LatencySignal
 from streams.metrics import AnomalyMetrics
 
+log = logging.getLogger(__name__)
 ALERTNAME = "InferwatchLinkAnomaly"
 COUNTS = frozenset({"flows", "packets"})  # series of counts (per second) of discrete things
 SHARES = frozenset({"ai_share"})  # series of shares of the link's bytes, 0..1
@@ -237,15 +239,23 @@ class LinkAnomalies:
         if fmt != STATE_FORMAT:
             raise ValueError(f"format {fmt}, expected {STATE_FORMAT}")
         tracks: dict[str, Track] = {}
+        params = self.cfg.detector.model_dump()
         for name in self.cfg.series:  # a series added since starts fresh
             if name not in state:
                 tracks[name] = Track(self.cfg.detector.build())
                 continue
             det, mean, var, above, below, since, peak, *more = state[name]  # more: muted
+            restored = NoveltyDetector.loads(det)
+            if resized := restored.retune(params):  # the configuration changed its size
+                log.info(
+                    "anomaly detector of %s %s starts afresh: %s changed in the configuration",
+                    link, name, ", ".join(resized),
+                )  # fmt: skip
+                tracks[name] = Track(self.cfg.detector.build())
+                continue
             tracks[name] = Track(
-                NoveltyDetector.loads(det), mean, var, above, below, since, peak,
-                bool(more[0]) if more else False,
-            )  # fmt: skip
+                restored, mean, var, above, below, since, peak, bool(more[0]) if more else False
+            )
         self._set(link, tracks)
 
 

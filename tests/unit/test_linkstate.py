@@ -190,3 +190,28 @@ def test_a_forgotten_link_leaves_no_state_behind() -> None:
     assert LINK not in w.states.partition_of and not w.states.dirty
     w.now += 3600
     assert w.states.checkpoints() == []
+
+
+def test_a_restored_detector_takes_the_configuration_changed_since() -> None:
+    """Weighing parameters changed in the configuration apply to restored detectors; a
+    changed size (here the pattern's window) starts the series' detector afresh."""
+    util = _utilisation()
+    first = Worker(("anomaly",))
+    first.feed(range(250), util)
+    record = first.states.parts["anomaly"].dump(LINK)
+    assert record is not None
+    seen = first.states.parts["anomaly"].tracks[LINK]["bytes"].det.seen
+
+    def restored(**changed: Any) -> Any:
+        cfg = AnomalyConfig(detector=FAST.model_copy(update=changed), series=["bytes", "flows"])
+        stage = LinkAnomalies(cfg, AnomalyMetrics(CollectorRegistry()), W)
+        stage.restore(LINK, record)
+        return stage.tracks[LINK]["bytes"].det
+
+    same = restored()
+    assert same.seen == seen and same.fire == FAST.fire and same.usual_margin == 0.5
+    tuned = restored(fire=1.5, hold=10, usual_margin=0.8)
+    assert tuned.seen == seen and (tuned.fire, tuned.hold, tuned.usual_margin) == (1.5, 10, 0.8)
+    assert tuned.cooldown <= 10
+    fresh = restored(window=8)
+    assert fresh.seen == 0 and fresh.window == 8
