@@ -437,26 +437,39 @@ def test_a_checkpoint_keeps_the_days_and_one_from_before_them_loads_without() ->
     assert ((s >= 0) & (s <= 1)).all() and old.per_day == 288 and old.daily.count > 0
 
 
+def _noisy_peak(
+    days: int, step: float, flat: int, surge: int
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Points ``step`` s apart of a noisy noon peak, without it on day ``flat``, with a
+    15-minute surge at 3 a.m. on day ``surge``."""
+    rng = np.random.default_rng(1)
+    per_day = round(86400 / step)
+    t = 1.7e9 + np.arange(days * per_day) * step
+    day, hour = (t - 1.7e9) // 86400, (t - 1.7e9) % 86400 / 3600
+    xs = 10 + 20 * np.exp(-0.5 * (hour - 12) ** 2) + rng.normal(0, 2, len(t))
+    xs[day == flat] = 10 + rng.normal(0, 2, per_day)  # no peak
+    xs[(day == surge) & (hour > 3) & (hour < 3.25)] += 30  # a 15-minute surge at night
+    return t, xs
+
+
+def _onset_days(det: NoveltyDetector, t: np.ndarray, xs: np.ndarray) -> list[float]:
+    """The days (since the first point) of the detector's onsets."""
+    s = _run_at(det, t, xs)
+    return list((t[s >= 0.5] - 1.7e9) / 86400)
+
+
 def test_the_daily_peak_of_a_minute_series_is_no_anomaly_once_days_are_known() -> None:
     """Minute points, ten days of a noisy noon peak: without the time of day the peak's edges
     and level fired every day (a peak is rare among a day's patterns, and one that fired is
     kept out of the calm past, so the next day's fires again); with it, what is usual at this
     hour does not count, and a night surge and a day without its peak still fire."""
-    rng = np.random.default_rng(1)
-    t = 1.7e9 + np.arange(10 * 1440) * 60.0
-    day, hour = (t - 1.7e9) // 86400, (t - 1.7e9) % 86400 / 3600
-    xs = 10 + 20 * np.exp(-0.5 * (hour - 12) ** 2) + rng.normal(0, 2, len(t))
-    xs[day == 8] = 10 + rng.normal(0, 2, 1440)  # no peak
-    xs[(day == 6) & (hour > 3) & (hour < 3.25)] += 30  # a 15-minute surge at night
-
-    def onsets(det: NoveltyDetector) -> list[float]:
-        s = _run_at(det, t, xs)
-        return list((t[s >= 0.5] - 1.7e9) / 86400)
+    t, xs = _noisy_peak(days=10, step=60.0, flat=8, surge=6)
 
     def usual(days: list[float]) -> list[float]:
         return [d for d in days if d >= 2 and not 6.12 <= d < 6.2 and not 8 <= d < 9]
 
-    plain, gated = onsets(NoveltyDetector(days=0)), onsets(NoveltyDetector())
+    plain = _onset_days(NoveltyDetector(days=0), t, xs)
+    gated = _onset_days(NoveltyDetector(), t, xs)
     assert len(usual(plain)) >= 4, plain
     assert not usual(gated), gated
     assert any(6.12 <= d < 6.2 for d in gated) and any(8 <= d < 9 for d in gated), gated
@@ -467,26 +480,17 @@ def test_the_daily_peak_of_ten_second_windows_is_judged_against_its_own_hour() -
     novelty higher than the night's every day, which opened the gate there. Against what this
     time of day usually shows, most of those false onsets go; a night surge and a day without
     its peak are still raised."""
-    rng = np.random.default_rng(1)
-    t = 1.7e9 + np.arange(7 * 8640) * 10.0
-    day, hour = (t - 1.7e9) // 86400, (t - 1.7e9) % 86400 / 3600
-    xs = 10 + 20 * np.exp(-0.5 * (hour - 12) ** 2) + rng.normal(0, 2, len(t))
-    xs[day == 5] = 10 + rng.normal(0, 2, 8640)  # no peak
-    xs[(day == 4) & (hour > 3) & (hour < 3.25)] += 30  # a 15-minute surge at night
-
-    def onsets(det: NoveltyDetector) -> list[float]:
-        s = _run_at(det, t, xs)
-        return list((t[s >= 0.5] - 1.7e9) / 86400)
+    t, xs = _noisy_peak(days=7, step=10.0, flat=5, surge=4)
 
     def usual(days: list[float]) -> list[float]:
         return [d for d in days if d >= 2 and not 4.12 <= d < 4.2 and not 5 <= d < 6]
 
     det = NoveltyDetector()
-    found = onsets(det)
+    found = _onset_days(det, t, xs)
     assert max(det.slot_seen) > 0
     without = NoveltyDetector()
     without._usual_z = lambda daily, t: math.inf  # type: ignore[method-assign]
-    before = onsets(without)
+    before = _onset_days(without, t, xs)
     assert len(usual(found)) * 4 <= len(usual(before)), (found, before)  # measured: 0 vs 17
     for got in (found, before):
         assert any(4.12 <= d < 4.2 for d in got) and any(5 <= d < 6 for d in got), got
