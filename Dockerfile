@@ -10,8 +10,13 @@ COPY lab/samples ./lab/samples
 COPY lab/recordings/eval-a-3m ./lab/recordings/eval-a-3m
 COPY lab/recordings/eval-b-3m ./lab/recordings/eval-b-3m
 COPY lab/recordings/eval-c-3m ./lab/recordings/eval-c-3m
+# the anomaly detector's arithmetic is compiled by numba: once here, into a cache the worker
+# reads (and may write) at every start
+ENV NUMBA_CACHE_DIR=/var/cache/inferwatch-numba
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 inferwatch \
-    && mkdir -p /var/lib/inferwatch && chown inferwatch /var/lib/inferwatch
+    && mkdir -p /var/lib/inferwatch && chown inferwatch /var/lib/inferwatch \
+    && python -c 'from detectors.anomaly import compile_kernel; compile_kernel()' \
+    && chown -R inferwatch "$NUMBA_CACHE_DIR"
 USER inferwatch
 ENV INFERWATCH_WORKER__STATE_DIR=/var/lib/inferwatch
 EXPOSE 9108

@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,probe]'
+	$(PY) -c 'from detectors.anomaly import compile_kernel; compile_kernel()'
 	touch $@
 
 setup: $(VENV)/.installed kafka-fetch

@@ -63,109 +63,31 @@ from __future__ import annotations
 
 import math
 import pickle
-from array import array
-from bisect import bisect_left, insort
-from collections import deque
+import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import numpy as np
 
+from detectors import novelty_kernel as k
 from detectors.flows import Array
+from detectors.novelty_kernel import upper_tail_log10
 
-_SQRT2 = math.sqrt(2.0)
-_LN10 = math.log(10.0)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-CALM_QUANTILE = 0.99  # the calm past's range: from its 1st to its 99th percentile
-FORMAT = 6  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty),
+__all__ = ["FORMAT", "NoveltyDetector", "SeriesDetector", "upper_tail_log10"]
+
+FORMAT = 7  # of dumps(); 1 had no level part, 2 no daily part (those load with them empty),
 # 3 kept the rings of novelties as loose attributes, 4 the patterns as rows apart from their
-# norms, 5 had no usual daily novelty per time of day (those load with it empty)
-DAY = 86400.0
-GRID_POINTS = 20  # points whose median spacing sets the daily slots
-MIN_HISTORY = 50  # novelties (or daily novelties) before they form a likelihood
-RESUM_SLOTS = 1000  # slots between exact sums of the daily rows
-SLOT_MEMORY = 1000  # values at a time of day its usual daily novelty averages, at most
-RELATIVE_RESOLUTION = 1e-9  # a value range narrower than this share of the level is none
+# norms, 5 had no usual daily novelty per time of day (those load with it empty); 1 to 6 were
+# the detector's attributes when it was written in Python, 7 holds the compiled one's arrays
 # parameters that size a detector's state (a checkpoint goes on only with the same), and the
 # ones that only weigh it (a restored detector takes the configuration's)
 SIZING = ("window", "memory", "warmup", "short", "long", "days", "day_slots")
 WEIGHING = ("fire", "hold", "margin", "daily_fire", "age", "age_from", "usual_margin")
-
-
-def _add_row(total: list[float], count: list[int], row: list[float], sign: int) -> None:
-    """Add (sign 1) or take away (-1) a row of squared differences, NaN where none."""
-    for k, v in enumerate(row):
-        if v == v:  # not NaN
-            total[k] += sign * v
-            count[k] += sign
-
-
-class _Recent:
-    """The last ``long`` values of a series in a ring, with their running sum and sum of
-    squares, and the last ``short`` of them: how far the mean of the recent ones stands from
-    the long run's, as a standard score."""
-
-    def __init__(self, long: int, short: int) -> None:
-        self.values = np.zeros(long, np.float32)
-        self.sum = 0.0
-        self.sq = 0.0
-        self.count = 0
-        self.last = [0.0] * short
-        self.last_sum = 0.0  # of ``last``
-
-    @classmethod
-    def restore(cls, values: Array, total: float, sq: float, count: int, last: Array) -> _Recent:
-        """One from the loose attributes of a format-3 (or earlier) checkpoint."""
-        r = cls.__new__(cls)
-        r.values, r.sum, r.sq, r.count = values, total, sq, count
-        r.__setstate__({"last": last})
-        return r
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if "last_sum" not in state:  # format 4 and older: ``last`` was a numpy array
-            self.last = [float(v) for v in self.last]
-            self.last_sum = math.fsum(self.last)
-
-    def z(self, v: float) -> float:
-        """The standard score of the mean of the last ``short`` values and ``v`` among the
-        last ``long`` (NaN for a NaN ``v`` and before ``MIN_HISTORY`` values)."""
-        if v != v or self.count < MIN_HISTORY:  # NaN
-            return math.nan
-        count = min(self.count, len(self.values))
-        mean = self.sum / count
-        return (self.recent(v) - mean) / self.scale()
-
-    def recent(self, v: float) -> float:
-        """The mean of the last ``short`` values and ``v``, its newest."""
-        short = len(self.last)
-        oldest = self.last[self.count % short] if self.count >= short else 0.0
-        return (self.last_sum - oldest + v) / min(self.count + 1, short)
-
-    def scale(self) -> float:
-        """The standard deviation of the last ``long`` values (a little over: never 0)."""
-        count = min(self.count, len(self.values))
-        mean = self.sum / count
-        return math.sqrt(max(self.sq / count - mean * mean, 0.0)) + 1e-9
-
-    def push(self, v: float) -> None:
-        long = len(self.values)
-        slot = self.count % long
-        if self.count >= long:
-            old = self.values[slot]
-            self.sum -= old
-            self.sq -= old * old
-        self.values[slot] = v
-        self.sum += v
-        self.sq += v * v
-        if slot == long - 1:  # once per ring: drop the rounding the running sums gather
-            self.sum = float(self.values.sum())
-            self.sq = float(self.values @ self.values)
-        at = self.count % len(self.last)
-        self.last_sum += v - self.last[at]
-        self.last[at] = v
-        if at == len(self.last) - 1:  # likewise, once per short ring
-            self.last_sum = math.fsum(self.last)
-        self.count += 1
+# the state arrays, in the order the compiled functions take them
+STATE = ("ints", "floats", "int_params", "float_params", "recent", "scaled", "current",
+         "patterns", "norms", "novelties", "novelty_last", "dailies", "daily_last", "aging",
+         "calm_means", "calm_sorted", "pending", "day_values", "day_index", "open_row", "rows",
+         "row_slots", "row_sum", "row_count", "slot_usual", "slot_seen")  # fmt: skip
 
 
 class SeriesDetector(Protocol):
@@ -174,18 +96,21 @@ class SeriesDetector(Protocol):
     def learn_one(self, x: float, t: float | None = None) -> None: ...
 
 
-def upper_tail_log10(z: float) -> float:
-    """-log10 of the standard normal upper-tail probability at z (0 for z <= 0), without the
-    saturation of 1 - cdf: asymptotic beyond z = 8."""
-    if z <= 0.0:
-        return 0.0
-    if z < 8.0:
-        return -math.log10(0.5 * math.erfc(z / _SQRT2))
-    return (0.5 * z * z + math.log(z) + _HALF_LOG_2PI) / _LN10
+class _Recent:
+    """A ring of novelties as checkpoints of formats 4 to 6 pickled it (``values``, ``sum``,
+    ``sq``, ``count``, ``last`` and, from format 5, ``last_sum``): read by ``loads`` only."""
+
+    values: Array
+    sum: float
+    sq: float
+    count: int
+    last: Any
 
 
 class NoveltyDetector:
-    """Pattern novelty through a learned likelihood (module docstring)."""
+    """Pattern novelty through a learned likelihood (module docstring). The arithmetic is
+    compiled (``detectors.novelty_kernel``); this class holds the parameters as passed and
+    the state as arrays, and checkpoints them."""
 
     def __init__(
         self,
@@ -226,360 +151,114 @@ class NoveltyDetector:
         self.age = age
         self.age_from = age_from
         self.usual_margin = usual_margin
-        self.seen = 0
-        self.lo = math.inf
-        self.hi = -math.inf
-        self.recent = np.zeros(window)  # the last `window` raw values, oldest first, until
-        # the first pattern
-        self.scaled: Array | None = None  # the same scaled, once the range is learned
+        w, m = window, memory
+        self.ints = np.zeros(k.N_INTS, np.int64)
+        self.ints[k.SLOT] = -1
+        self.floats = np.zeros(k.N_FLOATS)
+        self.floats[k.LO], self.floats[k.HI] = math.inf, -math.inf
+        self.recent = np.zeros(w)  # the last `window` raw values, until the first pattern
+        self.scaled = np.zeros(w, np.float32)  # the same scaled, once the range is learned
+        self.current = np.zeros(w + 1, np.float32)  # the pattern being scored, and a 1
         # ring of past scaled patterns q, a column each, stored as -2 q over |q|^2 (+inf while
-        # the pattern overlaps the newest points), so that one product with (p, 1) gives every
-        # |p - q|^2 - |p|^2 at once; and their squared norms
-        self.patterns = np.zeros((window + 1, memory), np.float32)
-        self.norms = np.zeros(memory, np.float32)
-        self.stored = 0
-        self.novelty = _Recent(long, short)  # past novelties
-        self.cooldown = 0
-        self.level = 0.0
-        self._init_level_part()
-        self._init_daily_part()
-        self._cached: tuple[float, float, float, float, float, Array | None, float, float] | None
-        self._cached = None
-        # (x, t, novelty, novelty's level, level, pattern, pattern's mean, daily novelty)
+        # the pattern overlaps the newest points), and their squared norms
+        self.patterns = np.zeros((w + 1, m), np.float32)
+        self.norms = np.zeros(m, np.float32)
+        self.novelties = np.zeros(long, np.float32)  # past novelties, and the last `short`
+        self.novelty_last = np.zeros(short)
+        # the level part: means ageing `hold` points, then the calm ones in a ring and ranked
+        self.aging = np.zeros(hold)
+        self.calm_means = np.zeros(m)
+        self.calm_sorted = np.zeros(m)
+        # the daily part: (t, x) until the slots are set; the closed slots' means and numbers
+        self.pending = np.zeros((k.GRID_POINTS, 2))
+        size = days * day_slots + w
+        self.day_values = np.full(size, math.nan)
+        self.day_index = np.full(size, -1, np.int64)
+        # the open slot's squared differences to its days; the closed slots of the current
+        # pattern, theirs (a row per slot, NaN where a day lacks it), their slot numbers in a
+        # ring, and the rows' sums
+        self.open_row = np.zeros(days)
+        self.rows = np.full((w, days), math.nan)
+        self.row_slots = np.zeros(w, np.int64)
+        self.row_sum = np.zeros(days)
+        self.row_count = np.zeros(days, np.int64)
+        self.dailies = np.zeros(long, np.float32)  # past daily novelties, and the last `short`
+        self.daily_last = np.zeros(short)
+        # per slot of the day: the usual recent daily novelty there, and how many it has seen
+        self.slot_usual = np.zeros(day_slots)
+        self.slot_seen = np.zeros(day_slots, np.int64)
+        self._pack()
 
-    def _init_level_part(self) -> None:
-        self.aging: deque[float] = deque()  # means of the last `hold` patterns (nan: not calm)
-        self.calm_means = np.zeros(self.memory)  # ring of the means of calm, aged patterns
-        self.calm_sorted = array("d")  # the same, in order (8 bytes a mean; a list took 32)
-        self.calm_stored = 0
-        self.unsettled = 0  # points left after a novelty onset, not calm
+    def _pack(self) -> None:
+        """The parameters as the compiled functions take them, and the state's arrays."""
+        self.int_params = np.array(
+            [getattr(self, n) for n in ("window", "memory", "warmup", "short", "long", "hold",
+                                        "days", "day_slots", "age_from")], np.int64
+        )  # fmt: skip
+        self.float_params = np.array(
+            [self.fire, self.margin, self.daily_fire, self.age, self.usual_margin]
+        )
+        self._state = tuple(getattr(self, name) for name in STATE)
 
-    def _init_daily_part(self) -> None:
-        # a handful of days a point: plain floats beat numpy's per-call cost here
-        self.pending: list[tuple[float, float]] = []  # (t, x) until the slots are set
-        self.per_day = 0  # slots a day (0: not set yet, -1: none, the series has no day)
-        size = self.days * self.day_slots + self.window  # the slots kept, at most
-        self.day_values = array("d", [math.nan]) * size  # ring of closed slots' means
-        self.day_index = array("q", [-1]) * size  # the slot number each holds
-        self.slot = -1  # the open slot (being filled), its sum and count
-        self.slot_sum = 0.0
-        self.slot_count = 0
-        self.open_row: list[float] = []  # the open slot's squared differences to its days
-        # the closed slots of the current pattern: their squared differences to the same slot
-        # on each past day (a row per slot, NaN where a day lacks it), and the rows' sums
-        self.rows: list[list[float]] = [[] for _ in range(self.window)]
-        self.row_slots: deque[int] = deque()
-        self.row_sum = [0.0] * self.days
-        self.row_count = [0] * self.days
-        self.daily = _Recent(self.long, self.short)  # past daily novelties
-        self._init_usual()
-        self._past_slot = -1
-        self._past_values: list[float] = []
-        # the pattern's sums once the open slot closes, as scoring made them: (slot, sums)
-        self._closing: tuple[int, list[float], list[int]] | None = None
+    # -- the contract --------------------------------------------------------------------------
 
-    def _init_usual(self) -> None:
-        # per slot of the day, once the slots are set: the usual recent daily novelty at that
-        # time of day (a running mean of its past values there) and how many it has seen
-        size = max(self.per_day, 0)
-        self.slot_usual = array("d", [0.0]) * size
-        self.slot_seen = array("q", [0]) * size
-
-    # -- scoring -------------------------------------------------------------------------------
-
-    def _pattern(self, x: float) -> Array | None:
-        if self.seen + 1 < self.window or self.seen < self.warmup:
-            return None
-        w = self.window
-        extended = np.empty(w + 1, np.float32)  # (p, 1): see self.patterns
-        extended[w] = 1.0
-        p = extended[:w]
-        p[:-1] = self._scaled()[1:]
-        p[-1] = (x - self.lo) / self._span()
-        return p
-
-    def _scaled(self) -> Array:
-        """The last ``window`` values scaled by the learned range (once it is learned)."""
-        if self.scaled is None:
-            self.scaled = ((self.recent - self.lo) / self._span()).astype(np.float32)
-        return self.scaled
-
-    def _span(self) -> float:
-        """The learned range that scales values. A range within rounding of the level is a
-        constant series (a ratio that is always the same but for its last bits): its rounding
-        must not read as patterns."""
-        span = self.hi - self.lo
-        if span <= RELATIVE_RESOLUTION * max(abs(self.hi), abs(self.lo)):
-            span = abs(self.hi) or 1.0
-        return span
-
-    def _novelty(self, p: Array) -> float:
-        """RMS distance to the nearest stored pattern that does not overlap ``p``."""
-        usable = self.stored - (self.window - 1)  # the newest window-1 patterns overlap p
-        if usable <= 0:
-            return math.nan
-        extended = p.base  # (p, 1), from _pattern
-        assert extended is not None
-        n = min(self.stored, self.memory)
-        best = float((extended @ self.patterns[:, :n]).min()) + float(p @ p)
-        return math.sqrt(max(best, 0.0) / self.window)
-
-    def _novelty_lik(self, novelty: float) -> float:
-        """-log10 tail probability of the recent mean novelty (0: none yet)."""
-        z = self.novelty.z(novelty)
-        return 0.0 if math.isnan(z) else upper_tail_log10(z)
-
-    def _level_lik(self, mu: float, t: float | None) -> float:
-        """The current pattern's mean beyond the calm past's range, as a likelihood: ``fire``
-        at ``margin`` standard deviations of the calm means (0: within, or too little past).
-        The range takes in the means of this time of day on the past days too."""
-        n = min(self.calm_stored, self.memory)
-        if n < self.warmup:  # the calm past must have seen the series' usual variety
+    def score_one(self, x: float, t: float | None = None) -> float:
+        if not math.isfinite(x):
             return 0.0
-        ranked = self.calm_sorted
-        lo = ranked[int((1.0 - CALM_QUANTILE) * (n - 1))]
-        hi = ranked[math.ceil(CALM_QUANTILE * (n - 1))]
-        beyond = max(mu - hi, lo - mu)
-        if beyond > 0.0 and t is not None and self.per_day > 0:  # (widening it: only then)
-            usual = [v for v in self._past(self._slot_of(t)) if v == v]
-            if usual:  # scaled as the patterns are
-                span = self._span()
-                lo = min(lo, (min(usual) - self.lo) / span)
-                hi = max(hi, (max(usual) - self.lo) / span)
-                beyond = max(mu - hi, lo - mu)
-        if beyond <= 0.0:
-            return 0.0
-        return self.fire * beyond / (self.margin * float(self.calm_means[:n].std()) + 1e-9)
+        # (floats, so that numba compiles one version, not one per argument type)
+        level = k.evaluate(float(x), 0.0 if t is None else float(t), t is not None, *self._state)
+        return 0.0 if self.ints[k.COOLDOWN] > 0 else float(level)
 
-    def _slot_of(self, t: float) -> int:
-        return math.floor(t * self.per_day / DAY)
+    def learn_one(self, x: float, t: float | None = None) -> None:
+        if not math.isfinite(x):
+            return
+        k.learn(float(x), 0.0 if t is None else float(t), t is not None, *self._state)
 
-    def _past(self, g: int) -> list[float]:
-        """The means of slot ``g``'s time of day on each of the last ``days`` days (NaN where
-        the ring does not hold them); cached for the slot."""
-        if g != self._past_slot:
-            size = len(self.day_index)
-            values = []
-            for k in range(1, self.days + 1):
-                slot = g - self.per_day * k
-                pos = slot % size
-                values.append(self.day_values[pos] if self.day_index[pos] == slot else math.nan)
-            self._past_values = values
-            self._past_slot = g
-        return self._past_values
+    # -- what the worker and the tests read ----------------------------------------------------
 
-    def _daily_novelty(self, x: float, t: float | None) -> float:
-        """RMS distance of the current pattern of ``window`` slots (the last one holding
-        ``x``) to the nearest of the patterns ending at the same slot on the last ``days``
-        days, over the slots both have (NaN: too few to compare)."""
-        self._closing = None
-        if t is None or self.per_day <= 0 or self.seen < self.warmup:
-            return math.nan
-        g = self._slot_of(t)
-        if g < self.slot:  # out of order: it belongs to a closed slot
-            return math.nan
-        if g == self.slot:  # the pattern holds the same slots: the sums stand
-            total, count = self.row_sum, self.row_count
-            current = (self.slot_sum + x) / (self.slot_count + 1)
-        else:  # the open slot closes; rows of slots that leave the pattern leave the sums
-            first = g - self.window + 1
-            total = list(self.row_sum)
-            count = list(self.row_count)
-            for old in self.row_slots:
-                if old >= first:
-                    break
-                _add_row(total, count, self.rows[old % self.window], -1)
-            current = x
-            if self.open_row and self.slot >= first:
-                _add_row(total, count, self.open_row, 1)
-                self._closing = (g, total, count)  # what _close makes of the sums, made
-        need = (self.window + 1) // 2
-        best = math.inf
-        for k, past in enumerate(self._past(g)):
-            d = current - past
-            msd, n = total[k], count[k]
-            if d == d:  # not NaN
-                msd += d * d
-                n += 1
-            if n >= need and msd < best * n:
-                best = msd / n
-        if best == math.inf:
-            return math.nan
-        return math.sqrt(max(best, 0.0)) / self._span()
+    @property
+    def seen(self) -> int:
+        """Points learned."""
+        return int(self.ints[k.SEEN])
 
-    def _usual_z(self, daily: float, t: float) -> float:
-        """The recent daily novelty against its usual at this time of day, in the standard
-        deviations of all, less ``usual_margin`` (+inf: none seen at this time of day yet)."""
-        at = self._slot_of(t) % self.per_day
-        if not self.slot_seen[at]:
-            return math.inf
-        above = (self.daily.recent(daily) - self.slot_usual[at]) / self.daily.scale()
-        return above - self.usual_margin
+    @seen.setter
+    def seen(self, value: int) -> None:
+        self.ints[k.SEEN] = value
+        self.ints[k.CACHED] = 0
+
+    @property
+    def level(self) -> float:
+        """The level of the last point learned (0.5: the firing level), unsuppressed."""
+        return float(self.floats[k.LEVEL])
+
+    @property
+    def cooldown(self) -> int:
+        """Points left with no new onset."""
+        return int(self.ints[k.COOLDOWN])
+
+    @property
+    def stored(self) -> int:
+        return int(self.ints[k.STORED])
+
+    @property
+    def calm_stored(self) -> int:
+        """Pattern means that entered the calm past."""
+        return int(self.ints[k.CALM_STORED])
+
+    @property
+    def per_day(self) -> int:
+        """Slots a day (0: not set yet, -1: the series has no time of day)."""
+        return int(self.ints[k.PER_DAY])
+
+    @property
+    def daily_count(self) -> int:
+        """Daily novelties learned."""
+        return int(self.ints[k.DAILY_COUNT])
 
     def _horizon(self) -> float:
         """What ``L`` loses for the points behind it (module docstring, 6)."""
         n = min(self.seen, self.long)
         return self.age * math.log10(n / self.age_from) if n > self.age_from else 0.0
-
-    def _evaluate(
-        self, x: float, t: float | None
-    ) -> tuple[float, float, float, Array | None, float, float]:
-        """(novelty, the novelty's level, the level, the pattern, its mean, the daily
-        novelty) of ``x`` at ``t``, cached for learn_one."""
-        key = -1.0 if t is None else t
-        c = self._cached
-        if c is not None and c[0] == x and c[1] == key:
-            return c[2], c[3], c[4], c[5], c[6], c[7]
-        p = self._pattern(x)
-        novelty = math.nan if p is None else self._novelty(p)
-        # the pattern's mean: p.mean()'s very value (float32), without np.mean's overhead
-        mu = math.nan if p is None else float(p.sum() / self.window)
-        lik = self._novelty_lik(novelty)
-        novelty_level = lik / (lik + self.fire)
-        if p is not None:
-            lik = max(lik, self._level_lik(mu, t))
-        daily = self._daily_novelty(x, t)
-        z = self.daily.z(daily)  # how unusual this time of day is
-        if z == z:  # not NaN: with days to compare, what is usual at this hour does not count
-            assert t is not None
-            lik *= min(max(min(z, self._usual_z(daily, t)), 0.0), 1.0)
-            lik = max(lik, upper_tail_log10(z) * self.fire / self.daily_fire)
-        lik = max(lik - self._horizon(), 0.0)
-        level = lik / (lik + self.fire)
-        self._cached = (x, key, novelty, novelty_level, level, p, mu, daily)
-        return novelty, novelty_level, level, p, mu, daily
-
-    def score_one(self, x: float, t: float | None = None) -> float:
-        if not math.isfinite(x):
-            return 0.0
-        level = self._evaluate(x, t)[2]
-        return 0.0 if self.cooldown > 0 else level
-
-    # -- learning ------------------------------------------------------------------------------
-
-    def learn_one(self, x: float, t: float | None = None) -> None:
-        if not math.isfinite(x):
-            return
-        # p is None during warm-up: no pattern was scaled by the range still being learnt below
-        novelty, novelty_level, level, p, mu, daily = self._evaluate(x, t)
-        self._cached = None
-        if self.seen < self.warmup:
-            self.lo, self.hi = min(self.lo, x), max(self.hi, x)
-        self.seen += 1
-        self.scaled = p  # the new last `window` values, scaled (None: the next _pattern makes it)
-        if p is None:  # once there are patterns, there are for good, and `scaled` has the values
-            self.recent[:-1] = self.recent[1:]
-            self.recent[-1] = x
-        if p is not None:
-            self._store(p)
-        self._age(mu, novelty_level)
-        if not math.isnan(novelty):
-            self.novelty.push(novelty)
-        if t is not None:
-            self._learn_daily(x, t, daily)
-        self.level = level
-        if self.cooldown > 0:
-            self.cooldown -= 1
-        elif level >= 0.5:
-            self.cooldown = self.hold
-
-    def _store(self, p: Array) -> None:
-        """Into the ring of patterns; the one ``window - 1`` points older stops overlapping
-        the next pattern and becomes a neighbour."""
-        w = self.window
-        slot = self.stored % self.memory
-        np.multiply(p, -2.0, out=self.patterns[:w, slot])
-        self.norms[slot] = float(p @ p)
-        self.patterns[w, slot] = math.inf if w > 1 else self.norms[slot]
-        self.stored += 1
-        free = self.stored - w  # the newest pattern the next one does not overlap
-        if w > 1 and free >= 0:
-            self.patterns[w, free % self.memory] = self.norms[free % self.memory]
-
-    def _age(self, mu: float, novelty_level: float) -> None:
-        """Pass the pattern's mean (NaN: no pattern yet) through ``hold`` points of ageing into
-        the calm past, unless the novelty was firing or had fired within ``hold`` points."""
-        if self.unsettled > 0:
-            self.unsettled -= 1
-        elif novelty_level >= 0.5:
-            self.unsettled = self.hold
-        if math.isnan(mu):
-            return
-        calm = novelty_level < 0.5 and self.unsettled == 0
-        self.aging.append(mu if calm else math.nan)
-        if len(self.aging) > self.hold:
-            old = self.aging.popleft()
-            if not math.isnan(old):
-                slot = self.calm_stored % self.memory
-                if self.calm_stored >= self.memory:  # the oldest leaves the ranking
-                    del self.calm_sorted[bisect_left(self.calm_sorted, self.calm_means[slot])]
-                self.calm_means[slot] = old
-                insort(self.calm_sorted, old)
-                self.calm_stored += 1
-
-    def _learn_daily(self, x: float, t: float, daily: float) -> None:
-        """Put ``x`` in its slot of the day (the slots are set once ``GRID_POINTS`` points
-        show the series' spacing), and ``daily`` in the daily novelties."""
-        if self.per_day == 0:
-            self.pending.append((t, x))
-            if len(self.pending) < GRID_POINTS:
-                return
-            step = float(np.median(np.diff([pt for pt, _ in self.pending])))
-            per_day = round(DAY / max(step, DAY / self.day_slots)) if step > 0 else -1
-            self.per_day = per_day if per_day >= 2 and self.days > 0 else -1
-            self._init_usual()
-            pending, self.pending = self.pending, []
-            if self.per_day > 0:
-                for pt, px in pending:
-                    self._add_to_slot(px, pt)
-            return
-        if self.per_day > 0:
-            self._add_to_slot(x, t)
-        if not math.isnan(daily):
-            if self.daily.count >= MIN_HISTORY:
-                at = self._slot_of(t) % self.per_day
-                seen = self.slot_seen[at] = min(self.slot_seen[at] + 1, SLOT_MEMORY)
-                self.slot_usual[at] += (self.daily.recent(daily) - self.slot_usual[at]) / seen
-            self.daily.push(daily)
-
-    def _add_to_slot(self, x: float, t: float) -> None:
-        g = self._slot_of(t)
-        if g < self.slot:  # out of order: its slot is closed
-            return
-        if g > self.slot:  # a new slot: the open one closes
-            if self.slot_count:
-                self._close(self.slot, self.slot_sum / self.slot_count, self.open_row, g)
-            self.slot, self.slot_sum, self.slot_count = g, 0.0, 0
-        self.slot_sum += x
-        self.slot_count += 1
-        mean = self.slot_sum / self.slot_count
-        self.open_row = [(mean - past) ** 2 for past in self._past(g)]
-
-    def _close(self, slot: int, mean: float, row: list[float], then: int) -> None:
-        """Slot ``slot`` closes with ``mean`` as slot ``then`` opens: into the ring of days,
-        and its row into the pattern's sums (rows of slots the pattern ending at ``then`` no
-        longer holds leave them)."""
-        pos = slot % len(self.day_index)
-        self.day_values[pos] = mean
-        self.day_index[pos] = slot
-        first = then - self.window + 1
-        made = self._closing if self._closing and self._closing[0] == then else None
-        self._closing = None
-        while self.row_slots and self.row_slots[0] < first:
-            old = self.rows[self.row_slots.popleft() % self.window]
-            if made is None:
-                _add_row(self.row_sum, self.row_count, old, -1)
-        self.rows[slot % self.window] = row
-        self.row_slots.append(slot)
-        if made is None:
-            _add_row(self.row_sum, self.row_count, row, 1)
-        else:  # _daily_novelty took the same rows away and added this one, in the same order
-            self.row_sum, self.row_count = made[1], made[2]
-        if slot % RESUM_SLOTS == 0:  # now and then: drop the rounding the sums gather
-            self.row_sum = [0.0] * self.days
-            self.row_count = [0] * self.days
-            for kept in self.row_slots:
-                _add_row(self.row_sum, self.row_count, self.rows[kept % self.window], 1)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -587,63 +266,146 @@ class NoveltyDetector:
         """Take the weighing parameters of ``params`` (a validated configuration, changed
         since this state was saved); the sizing ones that differ are returned (the state
         cannot go on with those: start a fresh detector)."""
+        hold = self.hold
         for name in WEIGHING:
             if name in params:
                 setattr(self, name, params[name])
-        self.cooldown = min(self.cooldown, self.hold)
-        self._cached = None
+        if self.hold != hold:  # the means ageing keep their order; the oldest leave first
+            self._set_aging(self._aging_list())
+        self.ints[k.COOLDOWN] = min(self.cooldown, self.hold)
+        self.ints[k.CACHED] = 0
+        self._pack()
         return [n for n in SIZING if n in params and params[n] != getattr(self, n)]
 
+    def _aging_list(self) -> list[float]:
+        """The means ageing into the calm past, oldest first."""
+        head, kept, cap = int(self.ints[k.AGING_HEAD]), int(self.ints[k.AGING_LEN]), len(self.aging)
+        return [float(self.aging[(head + i) % cap]) for i in range(kept)]
+
+    def _set_aging(self, means: Iterable[float]) -> None:
+        kept = list(means)[-self.hold :] if self.hold else []
+        self.aging = np.zeros(self.hold)
+        self.aging[: len(kept)] = kept
+        self.ints[k.AGING_HEAD], self.ints[k.AGING_LEN] = 0, len(kept)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {n: v for n, v in self.__dict__.items() if n not in ("_state", "int_params",
+                                                                      "float_params")}  # fmt: skip
+        state["ints"] = self.ints.copy()
+        state["ints"][k.CACHED] = 0
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pack()
+
     def dumps(self) -> bytes:
-        state = dict(self.__dict__)
-        state["_cached"] = state["_closing"] = None
-        return pickle.dumps((FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((FORMAT, self.__getstate__()), protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def loads(cls, data: bytes) -> NoveltyDetector:
         fmt, state = pickle.loads(data)  # noqa: S301 - our own checkpoints, from our own topic
-        if fmt not in (1, 2, 3, 4, 5, FORMAT):
+        if fmt == FORMAT:
+            det = cls.__new__(cls)
+            det.__setstate__(state)
+            return det
+        if fmt not in (1, 2, 3, 4, 5, 6):
             raise ValueError(f"anomaly detector checkpoint format {fmt}, expected {FORMAT}")
-        det = cls.__new__(cls)
-        det.__dict__.update(state)
-        det.__dict__.setdefault("scaled", None)  # format 4 and older: made when next needed
-        if "usual_margin" not in state:  # saved before it was a parameter: the default
-            det.usual_margin = cls().usual_margin
-        det._past_slot = -1  # its cache: made again when next needed
-        det._closing = None
-        if fmt < 5:
-            det._extend_patterns()
-        for ring, old in (("novelty", ("novelty", "novelty_sum", "novelty_sq", "novelties",
-                                       "short_ring")),
-                          ("daily", ("daily", "daily_sum", "daily_sq", "dailies",
-                                     "daily_short"))):  # fmt: skip
-            if old[0] in state and not isinstance(state[old[0]], _Recent):  # format 3 or older
-                setattr(det, ring, _Recent.restore(*(state[name] for name in old)))
-                for name in old[1:]:
-                    del det.__dict__[name]
-        if fmt == 1:  # saved before the level part: its patterns and novelties are kept
-            det.margin = 1.0
-            det._init_level_part()
-        elif isinstance(state["calm_sorted"], list):  # saved when the ranking was a list
-            det.calm_sorted = array("d", state["calm_sorted"])
-        if fmt < 3:  # saved before the daily part and the horizon: the defaults, daily empty
-            fresh = cls()
-            for name in ("days", "day_slots", "daily_fire", "age", "age_from"):
-                setattr(det, name, getattr(fresh, name))
-            det._init_daily_part()
-        elif fmt < 6:
-            det._init_usual()
-        return det
+        return _from_python(cls, fmt, state)
 
-    def _extend_patterns(self) -> None:
-        """Format 4 and older kept the patterns as rows, their norms apart: into the columns
-        of ``self.patterns``, the newest ``window - 1`` marked as overlapping."""
-        w, rows = self.window, self.patterns
-        extended = np.empty((w + 1, self.memory), np.float32)
-        extended[:w] = rows.T
-        extended[:w] *= -2.0
-        extended[w] = self.norms
+
+def compile_kernel() -> float:
+    """Compile the detector's arithmetic, or load it from numba's cache (``__pycache__`` by
+    the module, else ``NUMBA_CACHE_DIR``): the seconds it took (about 20 the first time on a
+    2-core machine, about 1 from the cache). The worker calls it before it consumes."""
+    t0 = time.perf_counter()
+    det = NoveltyDetector(window=2, memory=4, warmup=2, short=2, long=4, hold=1, day_slots=2)
+    for i in range(25):
+        det.score_one(float(i % 3), i * 43200.0)
+        det.learn_one(float(i % 3), i * 43200.0)
+    det.learn_one(1.0)
+    return time.perf_counter() - t0
+
+
+def _from_python(cls: type[NoveltyDetector], fmt: int, state: dict[str, Any]) -> NoveltyDetector:
+    """A detector from the attributes the Python detector pickled (formats 1 to 6): what it
+    had learned goes on; a part its format lacked starts empty."""
+    fresh = cls()
+    params = {n: state[n] for n in ("window", "memory", "warmup", "short", "long", "fire",
+                                    "hold")}  # fmt: skip
+    params["margin"] = state["margin"] if fmt > 1 else 1.0
+    for name in ("days", "day_slots", "daily_fire", "age", "age_from", "usual_margin"):
+        params[name] = state.get(name, getattr(fresh, name)) if fmt > 2 else getattr(fresh, name)
+    det = cls(**params)
+    ints, floats, w = det.ints, det.floats, det.window
+    ints[k.SEEN], ints[k.STORED], ints[k.COOLDOWN] = (
+        state["seen"],
+        state["stored"],
+        state["cooldown"],
+    )
+    floats[k.LO], floats[k.HI], floats[k.LEVEL] = state["lo"], state["hi"], state["level"]
+    det.recent[:] = state["recent"]
+    if state.get("scaled") is not None:  # format 4 and older kept `recent` up to date instead
+        det.scaled[:] = state["scaled"]
+        ints[k.HAS_SCALED] = 1
+    if fmt >= 5:
+        det.patterns[:] = state["patterns"]
+    else:  # rows of patterns, their norms apart: into columns, the newest w - 1 overlapping
+        det.patterns[:w] = state["patterns"].T * -2.0
+        det.patterns[w] = state["norms"]
         if w > 1:
-            for i in range(max(self.stored - w + 1, 0), self.stored):
-                extended[w, i % self.memory] = math.inf
-        self.patterns = extended
+            for i in range(max(det.stored - w + 1, 0), det.stored):
+                det.patterns[w, i % det.memory] = math.inf
+    det.norms[:] = state["norms"]
+    _ring_from(det, fmt, state, "novelty", ("novelty_sum", "novelty_sq", "novelties",
+                                            "short_ring"))  # fmt: skip
+    if fmt > 1:  # the level part
+        det._set_aging(state["aging"])
+        det.calm_means[:] = state["calm_means"]
+        n = min(state["calm_stored"], det.memory)
+        det.calm_sorted[:n] = list(state["calm_sorted"])[:n]
+        ints[k.CALM_STORED], ints[k.UNSETTLED] = state["calm_stored"], state["unsettled"]
+    if fmt > 2:  # the daily part
+        ints[k.PER_DAY] = state["per_day"]
+        for i, (pt, px) in enumerate(state["pending"]):
+            det.pending[i] = pt, px
+        ints[k.PENDING] = len(state["pending"])
+        det.day_values[:] = state["day_values"]
+        det.day_index[:] = state["day_index"]
+        ints[k.SLOT], ints[k.SLOT_COUNT] = state["slot"], state["slot_count"]
+        floats[k.SLOT_SUM] = state["slot_sum"]
+        if len(state["open_row"]):
+            det.open_row[:] = state["open_row"]
+            ints[k.OPEN_ROW] = 1
+        for i, slot in enumerate(state["row_slots"]):
+            det.row_slots[i] = slot
+            det.rows[slot % w] = state["rows"][slot % w]
+        ints[k.ROWS_LEN] = len(state["row_slots"])
+        det.row_sum[:] = state["row_sum"]
+        det.row_count[:] = state["row_count"]
+        _ring_from(det, fmt, state, "daily", ("daily_sum", "daily_sq", "dailies", "daily_short"))
+        if fmt > 5 and det.per_day > 0:
+            det.slot_usual[: det.per_day] = state["slot_usual"]
+            det.slot_seen[: det.per_day] = state["slot_seen"]
+    return det
+
+
+def _ring_from(det: NoveltyDetector, fmt: int, state: dict[str, Any], ring: str,
+               loose: tuple[str, str, str, str]) -> None:  # fmt: skip
+    """A ring of novelties from a Python detector's checkpoint: a ``_Recent`` (format 4 on)
+    or its loose attributes (``ring`` the values, then ``loose``: sum, squares, count, last)."""
+    kept = state[ring]
+    if isinstance(kept, _Recent):
+        values, total, sq, count, last = kept.values, kept.sum, kept.sq, kept.count, kept.last
+    else:
+        values = kept
+        total, sq, count, last = (state[name] for name in loose)
+    if ring == "novelty":
+        det.novelties[:], det.novelty_last[:] = values, [float(v) for v in last]
+        count_at, sum_at = k.NOV_COUNT, k.NOV_SUM
+    else:
+        det.dailies[:], det.daily_last[:] = values, [float(v) for v in last]
+        count_at, sum_at = k.DAILY_COUNT, k.DAILY_SUM
+    det.ints[count_at] = count
+    det.floats[sum_at], det.floats[sum_at + 1] = total, sq
+    det.floats[sum_at + 2] = math.fsum(float(v) for v in last)

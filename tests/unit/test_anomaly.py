@@ -13,13 +13,17 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from detectors.anomaly import NoveltyDetector, _Recent, upper_tail_log10
+from detectors.anomaly import FORMAT, NoveltyDetector, _Recent, upper_tail_log10
 from detectors.nab import PROFILES, ScoredFile, probation_length, sigma, sweep, windows_from_labels
 from streams.anomaly_eval import load_corpus, run_anomaly_eval
 from streams.cli import main
 from streams.config import Config
 
 NAB_DEV = Path(__file__).resolve().parents[2] / "bench" / "nab-dev"
+# a checkpoint of the detector as it was written in Python (format 6, commit 8ae1175): ten days
+# of five-minute points with a noon peak, saved after 2,000, and the scores that code gave the
+# rest (written by that code; the parameters are small to keep the file small)
+PYTHON_CHECKPOINT = Path(__file__).parent / "data" / "anomaly-format6.pickle"
 STD = PROFILES["standard"]
 
 
@@ -261,37 +265,104 @@ def test_an_incident_is_no_baseline_for_the_level() -> None:
     assert 0 < det.calm_stored < det.stored
 
 
-def test_a_checkpoint_from_before_the_level_part_loads_with_it_empty() -> None:
-    det = NoveltyDetector()
-    _run(det, _series(n=400, shift_at=None))
-    state = _as_format_4(det.__dict__)
+def _python_checkpoint() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fixture, and the state its checkpoint holds (format 6)."""
+    fixture = pickle.loads(PYTHON_CHECKPOINT.read_bytes())
+    fmt, state = pickle.loads(fixture["checkpoint"])
+    assert fmt == 6
+    return fixture, state
+
+
+def _go_on(det: NoveltyDetector, fixture: dict[str, Any]) -> np.ndarray:
+    """The fixture's points after the checkpoint, through ``det``."""
+    cut = fixture["cut"]
+    return _run_at(det, fixture["times"][cut:], fixture["values"][cut:])
+
+
+def test_a_checkpoint_of_the_python_detector_goes_on_as_it_did() -> None:
+    """Format 6 (the detector's attributes when it was written in Python) loads into the
+    compiled detector, which scores on as the Python code did but for rounding (sums and
+    products taken in another order), with the same onsets."""
+    fixture, state = _python_checkpoint()
+    det = NoveltyDetector.loads(fixture["checkpoint"])
+    assert det.seen == 2000 and det.per_day == 288 and det.daily_count > 0
+    assert (det.window, det.memory, det.hold) == (8, 300, 20)
+    assert det.calm_stored == state["calm_stored"] and max(det.slot_seen) > 0
+    scores, then = _go_on(det, fixture), fixture["scores_after"]
+    assert np.allclose(scores, then, rtol=0, atol=1e-4), np.abs(scores - then).max()
+    assert list(np.flatnonzero(scores >= 0.5)) == list(np.flatnonzero(then >= 0.5))
+    # and its own checkpoints (format 7) go on identically
+    det = NoveltyDetector.loads(fixture["checkpoint"])
+    fmt, _ = pickle.loads(det.dumps())
+    assert fmt == FORMAT == 7
+    assert np.array_equal(_go_on(NoveltyDetector.loads(det.dumps()), fixture), scores)
+
+
+def test_older_python_checkpoints_load_and_go_on() -> None:
+    fixture, state = _python_checkpoint()
+    six = _go_on(NoveltyDetector.loads(fixture["checkpoint"]), fixture)
+    # format 5 had no usual daily novelty per time of day: it loads with none, and learns it
+    restored = NoveltyDetector.loads(pickle.dumps((5, _as_format_5(state))))
+    assert len(restored.slot_seen) == 288 and max(restored.slot_seen) == 0
+    assert restored.usual_margin == NoveltyDetector().usual_margin
+    five = _go_on(restored, fixture)
+    assert ((five >= 0) & (five <= 1)).all() and max(restored.slot_seen) > 0
+    assert not np.array_equal(five, six)  # (the usual weighs)
+    # format 4 kept the patterns as rows, their norms apart, and each ring's last values in
+    # an array: it loads, and goes on the same but for the rounding of sums taken otherwise
+    state4 = _as_format_4(state)
+    four = _go_on(NoveltyDetector.loads(pickle.dumps((4, state4))), fixture)
+    assert np.allclose(four, five, rtol=0, atol=1e-5)
+    # format 3 kept each ring of novelties as loose attributes: it loads, and goes on the same
+    loose = dict(state4)
+    rings = {"novelty": ("novelty_sum", "novelty_sq", "novelties", "short_ring"),
+             "daily": ("daily_sum", "daily_sq", "dailies", "daily_short")}  # fmt: skip
+    for ring, names in rings.items():
+        r = loose[ring]
+        loose.update(zip((ring, *names), (r.values, r.sum, r.sq, r.count, r.last), strict=True))
+    three = NoveltyDetector.loads(pickle.dumps((3, loose)))
+    assert np.allclose(_go_on(three, fixture), five, rtol=0, atol=1e-5)
+    assert three.daily_count == restored.daily_count
+    # format 2 had no time of day and no horizon: the defaults, and the days learned afresh
+    for name in ("days", "day_slots", "daily_fire", "age", "age_from", "per_day", "rows"):
+        del state4[name]
+    old = NoveltyDetector.loads(pickle.dumps((2, state4)))
+    assert old.days == 7 and old.per_day == 0 and old.daily_count == 0 and old.seen == 2000
+    s = _go_on(old, fixture)
+    assert ((s >= 0) & (s <= 1)).all() and old.per_day == 288 and old.daily_count > 0
+    # format 1 had no level part: it loads with it empty
     for name in ("margin", "aging", "calm_means", "calm_stored", "unsettled"):
-        del state[name]
-    state["_cached"] = None
-    old = NoveltyDetector.loads(pickle.dumps((1, state)))
-    assert old.seen == 400 and old.calm_stored == 0 and old.margin == 1.0
-    old.learn_one(50.0, 400.0)  # and it goes on
-    with pytest.raises(ValueError, match="format 7"):
-        NoveltyDetector.loads(pickle.dumps((7, state)))
+        del state4[name]
+    old = NoveltyDetector.loads(pickle.dumps((1, state4)))
+    assert old.seen == 2000 and old.calm_stored == 0 and old.margin == 1.0
+    _go_on(old, fixture)
+    assert old.calm_stored > 0
+    with pytest.raises(ValueError, match="format 8"):
+        NoveltyDetector.loads(pickle.dumps((8, state)))
 
 
 def test_a_checkpoint_with_the_ranking_as_a_list_loads_and_goes_on() -> None:
-    """Checkpoints written when the calm means were ranked in a list (32 bytes a mean, now
-    an array of 8) load, and the detector scores on as if never saved."""
-    rng = np.random.default_rng(2)
-    xs = list(np.sin(np.arange(1200) / 15) + rng.normal(0, 0.05, 1200))
-    det = NoveltyDetector(window=8, memory=300, warmup=50, short=5, long=400, hold=20)
-    for i, x in enumerate(xs[:900]):
-        det.learn_one(x, float(i))
-    assert len(det.calm_sorted) > 50
-    fmt, state = pickle.loads(det.dumps())
+    """Checkpoints written when the calm means were ranked in a list load, and the detector
+    scores on as if the ranking had been an array."""
+    fixture, state = _python_checkpoint()
+    assert state["calm_stored"] > 50
     state["calm_sorted"] = list(state["calm_sorted"])
-    old = NoveltyDetector.loads(pickle.dumps((fmt, state)))
+    old = NoveltyDetector.loads(pickle.dumps((6, state)))
+    det = NoveltyDetector.loads(fixture["checkpoint"])
     assert list(old.calm_sorted) == list(det.calm_sorted)
-    for i, x in enumerate(xs[900:], start=900):
-        assert old.score_one(x, float(i)) == det.score_one(x, float(i))
-        old.learn_one(x, float(i))
-        det.learn_one(x, float(i))
+    assert np.array_equal(_go_on(old, fixture), _go_on(det, fixture))
+
+
+def test_the_worker_retunes_a_restored_detector_s_hold_keeping_what_ages() -> None:
+    fixture, _ = _python_checkpoint()
+    det = NoveltyDetector.loads(fixture["checkpoint"])
+    ageing = det._aging_list()
+    assert len(ageing) == 20
+    assert det.retune({"hold": 5, "window": 8}) == []
+    assert det.hold == 5 and det._aging_list() == ageing[-5:] and det.cooldown <= 5
+    assert det.retune({"hold": 30}) == [] and det._aging_list() == ageing[-5:]
+    s = _go_on(det, fixture)
+    assert ((s >= 0) & (s <= 1)).all() and len(det._aging_list()) == 30
 
 
 # -- the time of day and the horizon ------------------------------------------------------------
@@ -351,7 +422,7 @@ def test_the_daily_slots_follow_the_series_spacing_and_its_gaps() -> None:
     tt[500], tt[501] = tt[501], tt[500]
     tt[600] = tt[599]
     s = _run_at(det, tt, xx)
-    assert ((s >= 0) & (s <= 1)).all() and det.daily.count > 0
+    assert ((s >= 0) & (s <= 1)).all() and det.daily_count > 0
 
 
 def test_the_horizon_penalty_grows_with_the_points_up_to_long() -> None:
@@ -397,44 +468,6 @@ def _as_format_4(state: dict[str, Any]) -> dict[str, Any]:
                           last=np.array(kept.last))  # fmt: skip
         old[ring] = r
     return old
-
-
-def test_a_checkpoint_keeps_the_days_and_one_from_before_them_loads_without() -> None:
-    t, xs = _days(days=10, flat=None)
-    det = NoveltyDetector()
-    _run_at(det, t[:2500], xs[:2500])
-    assert det.daily.count > 0
-    copy = NoveltyDetector.loads(det.dumps())
-    assert list(_run_at(copy, t[2500:], xs[2500:])) == list(_run_at(det, t[2500:], xs[2500:]))
-    fmt, state = pickle.loads(det.dumps())
-    assert fmt == 6 and max(det.slot_seen) > 0
-    # format 5 had no usual daily novelty per time of day: it loads with none, and learns it
-    restored = NoveltyDetector.loads(pickle.dumps((5, _as_format_5(state))))
-    assert len(restored.slot_seen) == 288 and max(restored.slot_seen) == 0
-    assert restored.usual_margin == NoveltyDetector().usual_margin
-    again = _run_at(restored, t[2500:], xs[2500:])
-    assert ((again >= 0) & (again <= 1)).all() and max(restored.slot_seen) > 0
-    # format 4 kept the patterns as rows, their norms apart, and each ring's last values in
-    # an array: it loads, and goes on the same but for the rounding of sums taken otherwise
-    state = _as_format_4(state)
-    four = NoveltyDetector.loads(pickle.dumps((4, state)))
-    assert np.allclose(_run_at(four, t[2500:], xs[2500:]), again, rtol=0, atol=1e-6)
-    # format 3 kept each ring of novelties as loose attributes: it loads, and goes on the same
-    loose = dict(state)
-    rings = {"novelty": ("novelty_sum", "novelty_sq", "novelties", "short_ring"),
-             "daily": ("daily_sum", "daily_sq", "dailies", "daily_short")}  # fmt: skip
-    for ring, names in rings.items():
-        r = loose[ring]
-        loose.update(zip((ring, *names), (r.values, r.sum, r.sq, r.count, r.last), strict=True))
-    three = NoveltyDetector.loads(pickle.dumps((3, loose)))
-    assert np.allclose(_run_at(three, t[2500:], xs[2500:]), again, rtol=0, atol=1e-6)
-    assert not hasattr(three, "novelties") and three.daily.count == restored.daily.count
-    for name in ("days", "day_slots", "daily_fire", "age", "age_from", "per_day", "rows"):
-        del state[name]
-    old = NoveltyDetector.loads(pickle.dumps((2, state)))
-    assert old.days == 7 and old.per_day == 0 and old.daily.count == 0 and old.seen == det.seen
-    s = _run_at(old, t[2500:], xs[2500:])  # it goes on, and learns the days afresh
-    assert ((s >= 0) & (s <= 1)).all() and old.per_day == 288 and old.daily.count > 0
 
 
 def _noisy_peak(
@@ -488,9 +521,13 @@ def test_the_daily_peak_of_ten_second_windows_is_judged_against_its_own_hour() -
     det = NoveltyDetector()
     found = _onset_days(det, t, xs)
     assert max(det.slot_seen) > 0
-    without = NoveltyDetector()
-    without._usual_z = lambda daily, t: math.inf  # type: ignore[method-assign]
-    before = _onset_days(without, t, xs)
+    without = NoveltyDetector()  # the same with no usual per time of day ever seen
+    before = []
+    for ti, x in zip(t.tolist(), xs.tolist(), strict=True):
+        without.slot_seen[:] = 0
+        if without.score_one(x, ti) >= 0.5:
+            before.append((ti - 1.7e9) / 86400)
+        without.learn_one(x, ti)
     assert len(usual(found)) * 4 <= len(usual(before)), (found, before)  # measured: 0 vs 17
     for got in (found, before):
         assert any(4.12 <= d < 4.2 for d in got) and any(5 <= d < 6 for d in got), got
