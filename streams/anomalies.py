@@ -20,8 +20,9 @@ the score and the window as context) follow a small state machine per (link, ser
   the link's bytes) from the expected one (a link whose AI traffic is a trickle moves its
   share between 0 and 1 % in ever new patterns, which is no incident);
 * it is not repeated while it lasts (and the detector reports no new onset for ``hold`` points;
-  when a floor held an onset back, the detector's hold does not stop a later one: while it
-  lasts, a level at or above ``threshold`` beyond the floors is an onset);
+  when a floor held an onset back, or the event it started has resolved, the detector's hold
+  does not stop a later one: while it lasts, a level at or above ``threshold`` beyond the
+  floors is an onset);
 * **resolved** once the level has stayed under ``resolve_level`` for ``resolve_windows`` windows
   (hysteresis: a level hovering around the threshold does not flap).
 
@@ -81,7 +82,8 @@ class Track:
     below: int = 0  # windows under resolve_level while firing
     since: float | None = None  # start of the firing anomaly's first window
     peak: float = 0.0
-    muted: bool = False  # an onset was held back by a floor: the detector holds, we do not
+    muted: bool = False  # the detector's hold is not ours: an onset was held back by a floor,
+    # or the event it started has resolved (a new incident in that hold is raised)
 
     def band(self) -> tuple[float, float]:
         """mean +/- 3 standard deviations; every series is a rate or a share, so not below 0."""
@@ -169,6 +171,7 @@ class LinkAnomalies:
             self._event("resolved", c, name, tr, x, band, level)
             self.metrics.active.labels(c.link, name).set(0)
             tr.since, tr.below, tr.peak = None, 0, 0.0
+            tr.muted = tr.det.cooldown > 0  # what follows is another incident
 
     def _event(
         self, status: str, c: ClosedWindow, name: str, tr: Track, x: float,

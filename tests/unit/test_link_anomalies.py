@@ -270,3 +270,29 @@ def test_state_saved_before_the_muted_flag_still_restores() -> None:
     again.restore("r1:ge-0/0/1", old)
     tr = again.tracks["r1:ge-0/0/1"]["bytes"]
     assert tr.muted is False and tr.det.seen == 60
+
+
+def test_an_incident_after_one_that_resolved_is_raised_within_the_detector_s_hold() -> None:
+    """A surge fires and resolves; the link fails a few windows later, while the detector
+    still holds back new onsets (``hold``, 30 points here) after the surge's. The failure is
+    another incident and is raised at once (before, only once the hold ran out: in the lab,
+    38 s after a failure that came 180 s after a surge, instead of 16)."""
+    rates = _traffic(400)
+    rates[300:303] = [r * 3 for r in rates[300:303]]  # a 30-s surge
+    rates[316:344] = [0.0] * 28  # then the link fails
+
+    def firing(resolve_windows: int) -> list[float]:
+        la, events, _ = _anomalies(series=["bytes"], resolve_windows=resolve_windows)
+        for k, r in enumerate(rates):
+            la.observe(_window(k, r))
+        return [
+            (e["context"]["window_start"] - 1_700_000_000.0) / W  # type: ignore[index]
+            for e in events
+            if e["status"] == "firing"
+        ]
+
+    starts = firing(resolve_windows=3)
+    assert len(starts) >= 2 and 300 <= starts[0] <= 303, starts
+    assert 316 <= starts[1] <= 319, starts  # the failure, at once
+    # an event still open when the failure comes: it goes on, no second one in the hold
+    assert not [s for s in firing(resolve_windows=40) if 303 < s < 330]
