@@ -16,6 +16,9 @@ How ``NoveltyDetector`` scores a point:
    compares the mean novelty of the last ``short`` points with the distribution (mean, standard
    deviation) of the last ``long`` novelties: ``L = -log10`` of the normal upper-tail
    probability of that mean. ``level = L / (L + fire)``: 0.5 exactly at the firing level.
+   The novelties are weighed as ``log(novelty + log_offset)`` (``log_offset`` in units of the
+   value range; 0: as they are): a distance is positive and skewed to the right, its log
+   nearer the normal shape the tail probability assumes.
 4. **Level.** A slow drift is no novel pattern: each step is close to the one before, which
    the memory has just learned. So the mean of the current pattern is also compared with the
    means of the calm past: patterns at least ``hold`` points old, learned while the novelty
@@ -82,7 +85,8 @@ FORMAT = 7  # of dumps(); 1 had no level part, 2 no daily part (those load with 
 # parameters that size a detector's state (a checkpoint goes on only with the same), and the
 # ones that only weigh it (a restored detector takes the configuration's)
 SIZING = ("window", "memory", "warmup", "short", "long", "days", "day_slots")
-WEIGHING = ("fire", "hold", "margin", "daily_fire", "age", "age_from", "usual_margin")
+WEIGHING = ("fire", "hold", "margin", "daily_fire", "age", "age_from", "usual_margin",
+            "log_offset")  # fmt: skip
 # the state arrays, in the order the compiled functions take them
 STATE = ("ints", "floats", "int_params", "float_params", "recent", "scaled", "current",
          "patterns", "norms", "novelties", "novelty_last", "dailies", "daily_last", "aging",
@@ -128,13 +132,16 @@ class NoveltyDetector:
         age: float = 0.4,
         age_from: int = 500,
         usual_margin: float = 0.5,
+        log_offset: float = 0.4,
     ) -> None:
         if min(window, memory, warmup, short, long, hold + 1, days + 1, age_from) < 1:
             raise ValueError(
                 "window, memory, warmup, short, long, age_from must be >= 1, hold and days >= 0"
             )
-        if fire <= 0 or margin <= 0 or daily_fire <= 0 or min(age, usual_margin) < 0:
-            raise ValueError("fire, margin, daily_fire must be > 0, age and usual_margin >= 0")
+        if fire <= 0 or margin <= 0 or daily_fire <= 0 or min(age, usual_margin, log_offset) < 0:
+            raise ValueError(
+                "fire, margin, daily_fire must be > 0, age, usual_margin and log_offset >= 0"
+            )
         if day_slots < 2:
             raise ValueError("day_slots must be >= 2")
         self.window = window
@@ -151,6 +158,7 @@ class NoveltyDetector:
         self.age = age
         self.age_from = age_from
         self.usual_margin = usual_margin
+        self.log_offset = log_offset
         w, m = window, memory
         self.ints = np.zeros(k.N_INTS, np.int64)
         self.ints[k.SLOT] = -1
@@ -196,7 +204,14 @@ class NoveltyDetector:
                                         "days", "day_slots", "age_from")], np.int64
         )  # fmt: skip
         self.float_params = np.array(
-            [self.fire, self.margin, self.daily_fire, self.age, self.usual_margin]
+            [
+                self.fire,
+                self.margin,
+                self.daily_fire,
+                self.age,
+                self.usual_margin,
+                self.log_offset,
+            ]
         )
         self._state = tuple(getattr(self, name) for name in STATE)
 
@@ -266,12 +281,15 @@ class NoveltyDetector:
         """Take the weighing parameters of ``params`` (a validated configuration, changed
         since this state was saved); the sizing ones that differ are returned (the state
         cannot go on with those: start a fresh detector)."""
-        hold = self.hold
+        hold, offset = self.hold, self.log_offset
         for name in WEIGHING:
             if name in params:
                 setattr(self, name, params[name])
         if self.hold != hold:  # the means ageing keep their order; the oldest leave first
             self._set_aging(self._aging_list())
+        if self.log_offset != offset:  # the novelties learned, re-expressed
+            k.reoffset(self.novelties, self.novelty_last, self.ints, self.floats, k.NOV_COUNT,
+                       k.NOV_SUM, offset, self.log_offset)  # fmt: skip
         self.ints[k.COOLDOWN] = min(self.cooldown, self.hold)
         self.ints[k.CACHED] = 0
         self._pack()
@@ -297,6 +315,7 @@ class NoveltyDetector:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("log_offset", 0.0)  # saved before it: its novelties are raw
         self._pack()
 
     def dumps(self) -> bytes:
@@ -334,6 +353,7 @@ def _from_python(cls: type[NoveltyDetector], fmt: int, state: dict[str, Any]) ->
     params = {n: state[n] for n in ("window", "memory", "warmup", "short", "long", "fire",
                                     "hold")}  # fmt: skip
     params["margin"] = state["margin"] if fmt > 1 else 1.0
+    params["log_offset"] = 0.0  # its novelties are raw (the worker's retune re-expresses them)
     for name in ("days", "day_slots", "daily_fire", "age", "age_from", "usual_margin"):
         params[name] = state.get(name, getattr(fresh, name)) if fmt > 2 else getattr(fresh, name)
     det = cls(**params)

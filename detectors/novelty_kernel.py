@@ -65,7 +65,7 @@ N_FLOATS = 17
 
 # -- the parameters (``int_params``, ``float_params``) -----------------------------------------
 WINDOW, MEMORY, WARMUP, SHORT, LONG, HOLD, DAYS, DAY_SLOTS, AGE_FROM = range(9)
-FIRE, MARGIN, DAILY_FIRE, AGE, USUAL_MARGIN = range(5)
+FIRE, MARGIN, DAILY_FIRE, AGE, USUAL_MARGIN, LOG_OFFSET = range(6)
 
 CALM_QUANTILE = 0.99  # the calm past's range: from its 1st to its 99th percentile
 DAY = 86400.0
@@ -373,6 +373,8 @@ def evaluate(
     mu = math.nan
     if has_p:
         novelty = _novelty(ints, ip, current, patterns)
+        if fp[LOG_OFFSET] > 0.0:  # the likelihood weighs log(novelty + offset)
+            novelty = math.log(novelty + fp[LOG_OFFSET])
         total = np.float32(0.0)
         for i in range(w):
             total += current[i]
@@ -652,3 +654,29 @@ def _close(
         row_count[:] = 0
         for k in range(ints[ROWS_LEN]):
             _add_row(row_sum, row_count, rows[row_slots[(ints[ROWS_HEAD] + k) % w] % w], 1)
+
+
+@njit(cache=True)
+def _reoffset_one(v, old, new):
+    raw = max(math.exp(v) - old if old > 0.0 else v, 0.0)
+    return math.log(raw + new) if new > 0.0 else raw
+
+
+@njit(cache=True)
+def reoffset(values, last, ints, floats, count_at, sum_at, old, new):
+    """Re-express a ring of novelties kept as ``log(novelty + old)`` (``old`` 0: the
+    novelties themselves) as ``log(novelty + new)`` (``new`` 0: themselves), with its sums."""
+    total = 0.0
+    sq = 0.0
+    for k in range(min(ints[count_at], values.shape[0])):
+        values[k] = _reoffset_one(np.float64(values[k]), old, new)
+        v = np.float64(values[k])
+        total += v
+        sq += v * v
+    floats[sum_at] = total
+    floats[sum_at + 1] = sq
+    recent = 0.0
+    for k in range(min(ints[count_at], last.shape[0])):
+        last[k] = _reoffset_one(last[k], old, new)
+        recent += last[k]
+    floats[sum_at + 2] = recent

@@ -218,6 +218,9 @@ class DetectorConfig(_Section):
     usual_margin: float = Field(
         0.5, ge=0, description="std devs over this hour's usual daily novelty before its gate opens"
     )
+    log_offset: float = Field(
+        0.4, ge=0, description="the likelihood weighs log(novelty + this); 0: the novelty itself"
+    )
 
     def build(self) -> NoveltyDetector:
         return NoveltyDetector(**self.model_dump())
