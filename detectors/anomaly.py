@@ -358,11 +358,8 @@ def _from_python(cls: type[NoveltyDetector], fmt: int, state: dict[str, Any]) ->
         params[name] = state.get(name, getattr(fresh, name)) if fmt > 2 else getattr(fresh, name)
     det = cls(**params)
     ints, floats, w = det.ints, det.floats, det.window
-    ints[k.SEEN], ints[k.STORED], ints[k.COOLDOWN] = (
-        state["seen"],
-        state["stored"],
-        state["cooldown"],
-    )
+    ints[k.SEEN], ints[k.STORED] = state["seen"], state["stored"]
+    ints[k.COOLDOWN] = state["cooldown"]
     floats[k.LO], floats[k.HI], floats[k.LEVEL] = state["lo"], state["hi"], state["level"]
     det.recent[:] = state["recent"]
     if state.get("scaled") is not None:  # format 4 and older kept `recent` up to date instead
@@ -377,8 +374,7 @@ def _from_python(cls: type[NoveltyDetector], fmt: int, state: dict[str, Any]) ->
             for i in range(max(det.stored - w + 1, 0), det.stored):
                 det.patterns[w, i % det.memory] = math.inf
     det.norms[:] = state["norms"]
-    _ring_from(det, fmt, state, "novelty", ("novelty_sum", "novelty_sq", "novelties",
-                                            "short_ring"))  # fmt: skip
+    _ring_from(det, state, "novelty", ("novelty_sum", "novelty_sq", "novelties", "short_ring"))
     if fmt > 1:  # the level part
         det._set_aging(state["aging"])
         det.calm_means[:] = state["calm_means"]
@@ -403,15 +399,16 @@ def _from_python(cls: type[NoveltyDetector], fmt: int, state: dict[str, Any]) ->
         ints[k.ROWS_LEN] = len(state["row_slots"])
         det.row_sum[:] = state["row_sum"]
         det.row_count[:] = state["row_count"]
-        _ring_from(det, fmt, state, "daily", ("daily_sum", "daily_sq", "dailies", "daily_short"))
+        _ring_from(det, state, "daily", ("daily_sum", "daily_sq", "dailies", "daily_short"))
         if fmt > 5 and det.per_day > 0:
             det.slot_usual[: det.per_day] = state["slot_usual"]
             det.slot_seen[: det.per_day] = state["slot_seen"]
     return det
 
 
-def _ring_from(det: NoveltyDetector, fmt: int, state: dict[str, Any], ring: str,
-               loose: tuple[str, str, str, str]) -> None:  # fmt: skip
+def _ring_from(
+    det: NoveltyDetector, state: dict[str, Any], ring: str, loose: tuple[str, str, str, str]
+) -> None:
     """A ring of novelties from a Python detector's checkpoint: a ``_Recent`` (format 4 on)
     or its loose attributes (``ring`` the values, then ``loose``: sum, squares, count, last)."""
     kept = state[ring]
