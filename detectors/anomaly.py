@@ -272,8 +272,7 @@ class NoveltyDetector:
 
     def _horizon(self) -> float:
         """What ``L`` loses for the points behind it (module docstring, 6)."""
-        n = min(self.seen, self.long)
-        return self.age * math.log10(n / self.age_from) if n > self.age_from else 0.0
+        return float(k.horizon(self.ints, self.int_params, self.float_params))
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -330,6 +330,14 @@ def _daily_novelty(
 
 
 @njit(cache=True)
+def horizon(ints, ip, fp):
+    """What ``L`` loses for the points behind it: ``age * log10(n / age_from)`` once ``n``,
+    the points seen counted up to ``long``, passes ``age_from``."""
+    n = min(ints[SEEN], ip[LONG])
+    return fp[AGE] * math.log10(n / ip[AGE_FROM]) if n > ip[AGE_FROM] else 0.0
+
+
+@njit(cache=True)
 def evaluate(
     x,
     t,
@@ -400,10 +408,7 @@ def evaluate(
             gate = min(gate, (recent_daily - slot_usual[at]) / scale - fp[USUAL_MARGIN])
         lik *= min(max(gate, 0.0), 1.0)
         lik = max(lik, upper_tail_log10(z) * fire / fp[DAILY_FIRE])
-    n = min(ints[SEEN], ip[LONG])  # the horizon
-    if n > ip[AGE_FROM]:
-        lik -= fp[AGE] * math.log10(n / ip[AGE_FROM])
-    lik = max(lik, 0.0)
+    lik = max(lik - horizon(ints, ip, fp), 0.0)
     level = lik / (lik + fire)
     ints[CACHED] = 1
     ints[C_HAS_P] = has_p
