@@ -103,13 +103,16 @@ start() {
     rm -rf "$state/data" "$cluster_id_file"
   fi
   write_config
-  # an empty id (a java that exited 0 and printed nothing) is none: the format would refuse it
-  [ -s "$cluster_id_file" ] || java -cp "$lib/*" org.apache.kafka.common.Uuid 2>/dev/null >"$cluster_id_file" || true
-  [ -s "$cluster_id_file" ] \
-    || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$cluster_id_file"
+  # A cluster id is 16 random bytes in URL-safe base64, as Kafka's own Uuid.randomUuid makes
+  # them, and like it never one that starts with "-", which a command line takes for an option.
+  [ -s "$cluster_id_file" ] || python3 -c '
+import base64, uuid
+while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+    pass
+print(cid)' >"$cluster_id_file"
   local log4j="$here/log4j2.yaml"
   java -cp "$lib/*" -Dlog4j2.configurationFile="$log4j" \
-    kafka.tools.StorageTool format -t "$(cat "$cluster_id_file")" \
+    kafka.tools.StorageTool format --cluster-id="$(cat "$cluster_id_file")" \
     -c "$state/server.properties" --ignore-formatted >"$state/format.log" 2>&1 \
     || die "formatting the KRaft storage failed (see $state/format.log)"
   # -Xmx1g is plenty for a single-node test broker; the G1 defaults keep pauses short.
