@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is needed" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,probe]'
+	$(PY) -m pip install -q -e '.[dev,probe,lab]'
 	$(PY) -c 'from detectors.anomaly import compile_kernel; compile_kernel()'
 	touch $@
 

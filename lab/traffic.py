@@ -34,6 +34,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, TraceConfig, WSM
 
 from detectors.classes import AI_CLASSES as AI
 from detectors.classes import CLASSES as ALL_CLASSES
+from lab.quic import free_udp_port, h3_session, serve_h3, token_times
 
 HTTPS_PORT = 443
 RTP_PORT = 5004
@@ -57,6 +59,7 @@ TRACE = Path(__file__).parent / "data" / "azure2023_conv_head2000.csv"
 FRAME_SECONDS = 0.02
 CLASSES = ALL_CLASSES  # the lab makes every class
 AI_CLASSES = frozenset(AI)
+CHAT_CLASSES = ("ai-chat-stream", "ai-api")  # the ones that may go over HTTP/3, in styles
 
 
 # ----------------------------------------------------------------------------------- timing
@@ -100,8 +103,10 @@ def make_certificate(directory: Path, names: list[str]) -> tuple[Path, Path]:
     return cert, key
 
 
-async def _chat(request: web.Request) -> web.StreamResponse:
-    body = await request.json()
+async def completion(body: dict[str, Any]) -> AsyncIterator[bytes]:
+    """The answer to a chat completions request, piece by piece as the model would send it:
+    after the time to first token, one server-sent event per token (``stream``), or one JSON
+    object once the whole generation is done."""
     tokens = int(body.get("max_tokens", 16))
     context = int(body.get("context_tokens", len(str(body.get("messages", ""))) // 4))
     rng = random.Random(int(body.get("seed", 0)))
@@ -110,20 +115,76 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         for _ in range(tokens - 1):  # the whole generation happens before the one response
             await asyncio.sleep(token_gap_seconds(rng))
         text = " ".join(f"tok{i}" for i in range(tokens))
-        return web.json_response(
+        yield orjson.dumps(
             {"object": "chat.completion", "choices": [{"message": {"content": text}}],
              "usage": {"prompt_tokens": context, "completion_tokens": tokens}}
         )  # fmt: skip
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(request)
+        return
+    style = EVENT_STYLES.get(str(body.get("style", "compact")), _compact_event)
     for i in range(tokens):
         if i:
             await asyncio.sleep(token_gap_seconds(rng))
-        chunk = {"object": "chat.completion.chunk", "choices": [{"delta": {"content": f" tok{i}"}}]}
-        await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-    await resp.write(b"data: [DONE]\n\n")
+        yield style(i)
+    yield b"data: [DONE]\n\n"
+
+
+# One server-sent event per token, in the shapes real services send them (sizes per event):
+def _compact_event(i: int) -> bytes:  # a bare delta, ~85 bytes
+    chunk = {"object": "chat.completion.chunk", "choices": [{"delta": {"content": f" tok{i}"}}]}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _openai_event(i: int) -> bytes:  # OpenAI's chat completions chunk, ~260 bytes
+    chunk = {
+        "id": "chatcmpl-lab7Hq2kX9vN4mZ1pR8sT3uW6yB0", "object": "chat.completion.chunk",
+        "created": 1764300000, "model": "lab-llm-2026-01-01", "system_fingerprint": "fp_lab0a1b2c",
+        "choices": [{"index": 0, "delta": {"content": f" tok{i}"}, "logprobs": None,
+                     "finish_reason": None}],
+    }  # fmt: skip
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _anthropic_event(i: int) -> bytes:  # Anthropic's messages stream, ~120 bytes
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
+             "text": f" tok{i}"}}  # fmt: skip
+    return b"event: content_block_delta\ndata: " + orjson.dumps(delta) + b"\n\n"
+
+
+def _webui_event(i: int) -> bytes:  # a web UI resending the message so far: 230 bytes, growing
+    text = " ".join(f"tok{k}" for k in range(i + 1))
+    message = {
+        "message": {"id": "3f1c2a9e-lab", "author": {"role": "assistant"},
+                    "content": {"content_type": "text", "parts": [text]},
+                    "status": "in_progress", "metadata": {"model_slug": "lab-llm"}},
+        "conversation_id": "0b7d5e44-lab", "error": None,
+    }  # fmt: skip
+    return b"data: " + orjson.dumps(message) + b"\n\n"
+
+
+EVENT_STYLES = {
+    "compact": _compact_event, "openai": _openai_event, "anthropic": _anthropic_event,
+    "webui": _webui_event,
+}  # fmt: skip
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    if not body.get("stream"):
+        answer = [piece async for piece in completion(body)]
+        return web.Response(body=answer[0], content_type="application/json")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    async for piece in completion(body):
+        await resp.write(piece)
     await resp.write_eof()
     return resp
+
+
+async def _chat_h3(body: dict[str, Any], send: Callable[[bytes, bool], None]) -> None:
+    """The same answer over HTTP/3."""
+    async for piece in completion(body):
+        send(piece, False)
+    send(b"", True)
 
 
 async def _realtime(request: web.Request) -> web.WebSocketResponse:
@@ -222,6 +283,7 @@ async def serve(directory: Path, host: str, names: list[str]) -> None:
     await loop.create_datagram_endpoint(_Resolver, local_addr=(host, DNS_PORT))
     await asyncio.start_server(_shell, host, SHELL_PORT)
     await asyncio.start_server(_telemetry, host, TELEMETRY_PORT, ssl=ctx)
+    await serve_h3(host, HTTPS_PORT, cert, key, _chat_h3)  # UDP 443 beside the TCP one
     (directory / "server.ready").write_text("ready\n")
     await asyncio.Event().wait()
 
@@ -251,6 +313,18 @@ class Scenario:
                 raise ValueError(f"{path}: {name}: arrivals is 'seeded' or 'trace'")
             if arrivals == "trace" and name not in ("ai-chat-stream", "ai-api"):
                 raise ValueError(f"{path}: {name}: trace arrivals are for ai-chat-stream, ai-api")
+            spec = spec or {}
+            if ("quic_share" in spec or "styles" in spec) and name not in CHAT_CLASSES:
+                raise ValueError(f"{path}: {name}: quic_share and styles are for {CHAT_CLASSES}")
+            if not 0 <= float(spec.get("quic_share", 0)) <= 1:
+                raise ValueError(f"{path}: {name}: quic_share is a share, 0 to 1")
+            if bad := set(spec.get("styles", [])) - set(EVENT_STYLES) or (
+                "styles" in spec and not spec["styles"]
+            ):
+                raise ValueError(
+                    f"{path}: {name}: styles are some of {sorted(EVENT_STYLES)}"
+                    f"{f', not {sorted(bad)}' if isinstance(bad, set) else ''}"
+                )
         return cls(
             name=raw["name"],
             seed=int(raw.get("seed", 1)),
@@ -316,10 +390,10 @@ class Client:
         return f"https://{self.s.server_ip}:{HTTPS_PORT}{path}"
 
     def flow(
-        self, cls: str, sock: tuple[str, int], sni: str | None, start: float
+        self, cls: str, sock: tuple[str, int], sni: str | None, start: float, proto: int = 6
     ) -> dict[str, Any]:
         return {
-            "class": cls, "proto": 6, "client_ip": sock[0], "client_port": sock[1],
+            "class": cls, "proto": proto, "client_ip": sock[0], "client_port": sock[1],
             "server_ip": self.s.server_ip, "server_port": HTTPS_PORT, "sni": sni,
             "start": start,
         }  # fmt: skip
@@ -331,26 +405,50 @@ class Client:
         stream: bool,
         n: int = 1,
         row: tuple[float, int, int] | None = None,
+        quic: bool = False,
+        style: str = "compact",
     ) -> None:
         """``n`` requests in one connection (n > 1: an agentic chain with growing requests).
 
         ``row``: the trace row of the first request (trace arrivals); else drawn from ``rng``.
+        ``quic``: over HTTP/3 (one QUIC connection, UDP) instead of HTTPS over TCP.
+        ``style``: the shape of the streamed events (``EVENT_STYLES``).
         """
         sni = self.sni_for(cls, rng)
         start = time.time()
         requests: list[dict[str, Any]] = []
+        bodies = []
+        context = 0
+        for i in range(n):
+            _, ctx_tokens, gen_tokens = row if row and i == 0 else rng.choice(self.trace)
+            context = max(context + ctx_tokens // 4, ctx_tokens) if n > 1 else ctx_tokens
+            tokens = min(gen_tokens, 60) if n > 1 else gen_tokens
+            bodies.append({
+                "model": "lab-llm", "stream": stream, "max_tokens": tokens,
+                "context_tokens": context, "seed": rng.getrandbits(32),
+                "messages": [{"role": "user", "content": "x" * (4 * context)}],
+                **({"style": style} if style != "compact" else {}),
+            })  # fmt: skip
+        shape = {"style": style} if stream and style != "compact" else {}  # in the truth
+        if quic:
+            sock = (self.client_ip, free_udp_port(self.client_ip))
+            async with h3_session(self.s.server_ip, HTTPS_PORT, sock[1], sni) as h3:
+                for body in bodies:
+                    sent = time.time()  # connected: the request's headers go out now
+                    pieces = [
+                        (time.time(), piece)
+                        async for piece in h3.post(
+                            sni or self.s.server_ip, "/v1/chat/completions", orjson.dumps(body)
+                        )
+                    ]
+                    arrivals = token_times(pieces) if stream else [pieces[-1][0]]
+                    requests.append(self._request(body, sent, sent, arrivals, stream))
+            self.record(**self.flow(cls, sock, sni, start, proto=17), end=time.time(),
+                        requests=requests, **shape)  # fmt: skip
+            return
         http, sock = self.session()
         async with http:
-            context = 0
-            for i in range(n):
-                _, ctx_tokens, gen_tokens = row if row and i == 0 else rng.choice(self.trace)
-                context = max(context + ctx_tokens // 4, ctx_tokens) if n > 1 else ctx_tokens
-                tokens = min(gen_tokens, 60) if n > 1 else gen_tokens
-                body = {
-                    "model": "lab-llm", "stream": stream, "max_tokens": tokens,
-                    "context_tokens": context, "seed": rng.getrandbits(32),
-                    "messages": [{"role": "user", "content": "x" * (4 * context)}],
-                }  # fmt: skip
+            for body in bodies:
                 called = time.time()
                 trace_ctx: dict[str, float] = {}
                 async with http.post(
@@ -358,7 +456,7 @@ class Client:
                     trace_request_ctx=trace_ctx,
                 ) as resp:  # fmt: skip
                     resp.raise_for_status()
-                    arrivals: list[float] = []
+                    arrivals = []
                     if stream:
                         content = resp.content
                         arrivals = [time.time() async for ln in content if ln[:7] == b"data: {"]
@@ -367,14 +465,22 @@ class Client:
                         arrivals.append(time.time())
                 # the request starts when its headers are written: after connecting (TCP, TLS)
                 sent = trace_ctx.get("headers_sent", called)
-                times = [t - sent for t in arrivals]
-                requests.append({
-                    "request_time": sent, "connect_s": round(sent - called, 4),
-                    "context_tokens": context, "tokens": tokens,
-                    "ttft_s": times[0] if times else None,
-                    "token_times_s": [round(t, 4) for t in times] if stream else [],
-                })  # fmt: skip
-        self.record(**self.flow(cls, sock, sni, start), end=time.time(), requests=requests)
+                requests.append(self._request(body, called, sent, arrivals, stream))
+        self.record(**self.flow(cls, sock, sni, start), end=time.time(), requests=requests,
+                    **shape)  # fmt: skip
+
+    @staticmethod
+    def _request(
+        body: dict[str, Any], called: float, sent: float, arrivals: list[float], stream: bool
+    ) -> dict[str, Any]:
+        """A request's ground truth: when it went out, its size, and when its tokens came."""
+        times = [t - sent for t in arrivals]
+        return {
+            "request_time": sent, "connect_s": round(sent - called, 4),
+            "context_tokens": body["context_tokens"], "tokens": body["max_tokens"],
+            "ttft_s": times[0] if times else None,
+            "token_times_s": [round(t, 4) for t in times] if stream else [],
+        }  # fmt: skip
 
     async def agentic(self, rng: random.Random, fanout: int, steps: int) -> None:
         """A burst of parallel tool-call chains, each a few short calls with growing context."""
@@ -573,12 +679,27 @@ class Client:
         for i, row in enumerate(rows):
             r = random.Random(f"{self.s.seed}/{cls}/{i}")
             at = first + (row[0] - rows[0][0]) * scale
+            variant = self._variant(cls, spec, i)
 
-            def factory(r: random.Random = r, row: tuple[float, int, int] = row) -> Any:
-                return self.chat(cls, r, stream, row=row)
+            def factory(
+                r: random.Random = r, row: tuple[float, int, int] = row, v: Any = variant
+            ) -> Any:
+                return self.chat(cls, r, stream, row=row, **v)
 
             out.append((at, factory))
         return out
+
+    def _variant(self, cls: str, spec: dict[str, Any], i: int) -> dict[str, Any]:
+        """How chat session ``i`` is carried: over HTTP/3 for ``quic_share`` of the sessions,
+        its events in a style drawn from ``styles``; drawn apart from the session's own draws,
+        so a scenario without these keys plays exactly as before."""
+        r = random.Random(f"{self.s.seed}/{cls}/{i}/variant")
+        share = float(spec.get("quic_share", 0.0))
+        styles = list(spec.get("styles", ["compact"]))
+        return {
+            "quic": share > 0 and r.random() < share,
+            "style": styles[0] if len(styles) == 1 else r.choice(styles),
+        }
 
     def _factory(self, cls: str, spec: dict[str, Any], r: random.Random, i: int = 0) -> Any:
         longest = self.s.seconds * 0.35
@@ -588,10 +709,9 @@ class Client:
                 return lambda: self.resolve(r, int(spec.get("queries", 4)))
             seconds = float(spec.get("seconds", longest))
             return lambda: (self.shell if kind == "shell" else self.telemetry)(r, seconds)
-        if cls == "ai-chat-stream":
-            return lambda: self.chat(cls, r, True)
-        if cls == "ai-api":
-            return lambda: self.chat(cls, r, False)
+        if cls in ("ai-chat-stream", "ai-api"):
+            v = self._variant(cls, spec, i)
+            return lambda: self.chat(cls, r, cls == "ai-chat-stream", **v)
         if cls == "ai-agentic":
             return lambda: self.agentic(r, int(spec.get("fanout", 6)), int(spec.get("steps", 3)))
         if cls == "ai-realtime":
