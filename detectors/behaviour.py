@@ -4,11 +4,15 @@ Both come from the per-flow counters and, when a record carries them, its packet
 (the first packets' sizes, directions and gaps). Everything runs over whole batches with numpy.
 
 A *data packet* is one that carries payload: larger than ``DATA_MIN_BYTES`` for TCP (a bare
-ACK with timestamps is 52 IP bytes), any packet for UDP. A *turn* is a downlink data packet
-that follows an uplink one: a request answered. The *answer* of a flow is the downlink data
-packet after its longest silence that has a request before it; the *request* is the run of
-uplink data packets before it (back to the previous downlink data packet, skipping downlink
-packets after the request such as a TLS session ticket). The *think pause* runs from the
+ACK with timestamps is 52 IP bytes), larger than ``QUIC_DATA_MIN_BYTES`` for QUIC (UDP to or
+from port 443: its acknowledgements are 60 to 90 IP bytes), any packet for other UDP. QUIC
+carries what TCP and TLS carry (browsers reach chat services over HTTP/3), so the features see
+it as a stream transport, not as datagrams: the ``datagram`` feature is UDP but not QUIC.
+A *turn* is a downlink data packet that follows an uplink one: a request answered. The
+*answer* of a flow is the downlink data packet after its longest silence that has a request
+before it; the *request* is the run of uplink data packets before it (back to the previous
+downlink data packet, skipping downlink packets after the request such as a TLS session
+ticket). The *think pause* runs from the
 request's first packet to the answer: for a language model, the time to first token as the
 user sees it on an open connection (it includes sending the request, as the client's clock
 does; not the TCP and TLS handshakes). Answer and request are found without the
@@ -39,6 +43,8 @@ from detectors.features import flow_features
 from detectors.flows import Array, FlowBatch
 
 DATA_MIN_BYTES = 80
+QUIC_DATA_MIN_BYTES = 100
+QUIC_PORT = 443
 SMALL_DATA_BYTES = 400
 STALL_FACTOR = 4.0
 INTERSTITIAL_BYTES = 600  # a TLS 1.3 server's two session tickets fit (562 bytes in the lab)
@@ -48,7 +54,7 @@ PERIODIC_S = (0.015, 0.025)  # the 20 ms media cadence, with slack
 ANSWER_LEAD = 3  # downlink data packets an answer may follow its request by (tickets, headers)
 
 FEATURES: tuple[str, ...] = (
-    "udp", "log_duration", "log_bytes_fwd", "log_bytes_rev", "log_packets_fwd",
+    "datagram", "log_duration", "log_bytes_fwd", "log_bytes_rev", "log_packets_fwd",
     "log_packets_rev", "log_down_up", "mean_pkt_fwd", "mean_pkt_rev",
     "data_size_med_rev", "data_size_p95_rev", "data_size_med_fwd",
     "data_gap_med_rev", "data_gap_p95_rev", "data_gap_cv_rev", "data_gap_med_fwd",
@@ -59,6 +65,13 @@ FEATURES: tuple[str, ...] = (
 QOE = ("ttft_s", "token_gap_s", "tokens_per_s", "stalls")
 
 
+def is_quic(batch: FlowBatch) -> Array:
+    """Per record: UDP to or from port 443, which is QUIC (HTTP/3) on today's networks."""
+    return np.asarray(
+        (batch.proto == 17) & ((batch.src_port == QUIC_PORT) | (batch.dst_port == QUIC_PORT))
+    )
+
+
 class _Packets:
     """The data packets of a batch's summaries, in record order, with their times."""
 
@@ -66,8 +79,9 @@ class _Packets:
         n = len(batch)
         rec = batch.packet_record()
         clock = np.cumsum(batch.pkt_iat_us.astype(np.float64)) / 1e6
-        udp = (batch.proto == 17)[rec] if rec.size else np.zeros(0, dtype=bool)
-        data = udp | (batch.pkt_size > DATA_MIN_BYTES)
+        quic = is_quic(batch)[rec]
+        datagram = ((batch.proto == 17)[rec] & ~quic) if rec.size else np.zeros(0, dtype=bool)
+        data = datagram | (batch.pkt_size > np.where(quic, QUIC_DATA_MIN_BYTES, DATA_MIN_BYTES))
         self.n = n
         self.summary = np.bincount(rec, minlength=n).astype(np.float64)
         self._set(rec[data], clock[data], batch.pkt_size[data].astype(np.float64),
@@ -242,7 +256,7 @@ def behaviour_features(batch: FlowBatch, answers: _Answers | None = None) -> Arr
     a = answers or _Answers(batch)
     p = a.p
     cols: dict[str, Array] = {
-        "udp": (batch.proto == 17).astype(np.float64),
+        "datagram": ((batch.proto == 17) & ~is_quic(batch)).astype(np.float64),
         "log_duration": np.log10(f["duration"] + 1e-3),
         "log_bytes_fwd": np.log10(f["bytes_fwd"] + 1),
         "log_bytes_rev": np.log10(f["bytes_rev"] + 1),
