@@ -172,8 +172,8 @@ class ClassifyConfig(_Section):
     checkpoint_seconds: float = Field(60.0, gt=0)
     bootstrap: list[str] = Field(
         default_factory=lambda: [
-            *(f"lab/recordings/eval-{x}-3m" for x in "abc"),
-            "lab/recordings/ndpi-real",
+            *(f"lab/recordings/eval-{x}-3m" for x in "abcd"),
+            *["lab/recordings/ndpi-real"] * 2,  # twice: twice the weight (docs/classification.md)
         ],
         description="labelled datasets learned at start when there is no checkpoint",
     )

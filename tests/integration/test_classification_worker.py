@@ -14,6 +14,8 @@ import orjson
 import pytest
 
 from lab.run import read_jsonl
+from streams.config import ClassifyConfig, resolve_path
+from streams.evaluate import TRAIN_EPOCHS, load_dataset
 from tests.kafka_util import produce, read_all
 
 pytestmark = pytest.mark.integration
@@ -83,13 +85,16 @@ def test_worker_classifies_learns_from_feedback_and_resumes_its_model(broker, na
 def test_a_new_worker_bootstraps_and_classifies_unnamed_flows_by_behaviour(
     broker, names, start_worker
 ):
-    """The default bootstrap (the three eval recordings and nDPI's real captures) and names
+    """The default bootstrap (the four eval recordings and nDPI's real captures) and names
     off: the e2e recording's flows, which the model never saw, recorded without server names."""
     worker = start_worker({"INFERWATCH_CLASSIFY__NAMES": "off",
                            "INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "1"})  # fmt: skip
-    # the records of both metering paths of eval-a, eval-b and eval-c with ground truth (1086)
-    # and the probe's records of nDPI's captures (352)
-    worker.wait_total("inferwatch_classifier_learned_flows_total", 1438, source="bootstrap")
+    # the records of both metering paths of the eval recordings with ground truth and the
+    # probe's records of nDPI's captures (listed twice), each learned in every pass: 7,344
+    boot = [resolve_path(p) for p in ClassifyConfig().bootstrap]
+    rows = sum(int((load_dataset(p, "all").labels >= 0).sum()) for p in boot if p is not None)
+    worker.wait_total("inferwatch_classifier_learned_flows_total", rows * TRAIN_EPOCHS,
+                      source="bootstrap")  # fmt: skip
     rec = RECORDINGS / "e2e-nosni"
     truth = truth_of(rec)
     records = [r for r in probe_records(rec) if (r["src_port"], r["proto"]) in truth]
