@@ -311,19 +311,18 @@ class Scenario:
             arrivals = (spec or {}).get("arrivals", "seeded")
             if arrivals not in ("seeded", "trace"):
                 raise ValueError(f"{path}: {name}: arrivals is 'seeded' or 'trace'")
-            if arrivals == "trace" and name not in ("ai-chat-stream", "ai-api"):
+            if arrivals == "trace" and name not in CHAT_CLASSES:
                 raise ValueError(f"{path}: {name}: trace arrivals are for ai-chat-stream, ai-api")
             spec = spec or {}
             if ("quic_share" in spec or "styles" in spec) and name not in CHAT_CLASSES:
                 raise ValueError(f"{path}: {name}: quic_share and styles are for {CHAT_CLASSES}")
             if not 0 <= float(spec.get("quic_share", 0)) <= 1:
                 raise ValueError(f"{path}: {name}: quic_share is a share, 0 to 1")
-            if bad := set(spec.get("styles", [])) - set(EVENT_STYLES) or (
-                "styles" in spec and not spec["styles"]
-            ):
+            styles = spec.get("styles")
+            if styles is not None and (not styles or set(styles) - set(EVENT_STYLES)):
                 raise ValueError(
-                    f"{path}: {name}: styles are some of {sorted(EVENT_STYLES)}"
-                    f"{f', not {sorted(bad)}' if isinstance(bad, set) else ''}"
+                    f"{path}: {name}: styles is a list of some of {sorted(EVENT_STYLES)},"
+                    f" not {styles!r}"
                 )
         return cls(
             name=raw["name"],
@@ -709,7 +708,7 @@ class Client:
                 return lambda: self.resolve(r, int(spec.get("queries", 4)))
             seconds = float(spec.get("seconds", longest))
             return lambda: (self.shell if kind == "shell" else self.telemetry)(r, seconds)
-        if cls in ("ai-chat-stream", "ai-api"):
+        if cls in CHAT_CLASSES:
             v = self._variant(cls, spec, i)
             return lambda: self.chat(cls, r, cls == "ai-chat-stream", **v)
         if cls == "ai-agentic":

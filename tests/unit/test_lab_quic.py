@@ -76,8 +76,8 @@ def test_quic_share_and_styles_pick_sessions_by_seed_and_leave_other_scenarios_a
     [
         ({"web": {"quic_share": 0.5}}, "are for"),
         ({"ai-api": {"quic_share": 2}}, "is a share"),
-        ({"ai-chat-stream": {"styles": ["fancy"]}}, "not ['fancy']"),
-        ({"ai-chat-stream": {"styles": []}}, "styles are some of"),
+        ({"ai-chat-stream": {"styles": ["openai", "fancy"]}}, "not ['openai', 'fancy']"),
+        ({"ai-chat-stream": {"styles": []}}, "not []"),
     ],
 )
 def test_scenario_validation_of_the_chat_variants(tmp_path, spec, message):
