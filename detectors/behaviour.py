@@ -12,11 +12,11 @@ A *turn* is a downlink data packet that follows an uplink one: a request answere
 *answer* of a flow is the downlink data packet after its longest silence that has a request
 before it; the *request* is the run of uplink data packets before it (back to the previous
 downlink data packet, skipping downlink packets after the request such as a TLS session
-ticket). The *think pause* runs from the
-request's first packet to the answer: for a language model, the time to first token as the
-user sees it on an open connection (it includes sending the request, as the client's clock
-does; not the TCP and TLS handshakes). Answer and request are found without the
-*interstitial* packet a server sends before it sees the request (``_interstitial``).
+ticket). The *think pause* runs from the request's first packet to the answer: for a language
+model, the time to first token as the user sees it on an open connection (it includes
+sending the request, as the client's clock does; not the TCP and TLS handshakes). Answer and
+request are found without the *interstitial* packet a server sends before it sees the
+request (``_interstitial``).
 
 QoE estimates (NaN where they do not apply): ``ttft_s`` (the think pause), ``token_gap_s``
 (median gap between the downlink data packets after it: one SSE event, about one token, each),
@@ -72,6 +72,11 @@ def is_quic(batch: FlowBatch) -> Array:
     )
 
 
+def is_datagram(batch: FlowBatch) -> Array:
+    """Per record: UDP that is not QUIC (media, DNS, games): every packet is data."""
+    return np.asarray((batch.proto == 17) & ~is_quic(batch))
+
+
 class _Packets:
     """The data packets of a batch's summaries, in record order, with their times."""
 
@@ -79,8 +84,7 @@ class _Packets:
         n = len(batch)
         rec = batch.packet_record()
         clock = np.cumsum(batch.pkt_iat_us.astype(np.float64)) / 1e6
-        quic = is_quic(batch)[rec]
-        datagram = ((batch.proto == 17)[rec] & ~quic) if rec.size else np.zeros(0, dtype=bool)
+        quic, datagram = is_quic(batch)[rec], is_datagram(batch)[rec]
         data = datagram | (batch.pkt_size > np.where(quic, QUIC_DATA_MIN_BYTES, DATA_MIN_BYTES))
         self.n = n
         self.summary = np.bincount(rec, minlength=n).astype(np.float64)
@@ -256,7 +260,7 @@ def behaviour_features(batch: FlowBatch, answers: _Answers | None = None) -> Arr
     a = answers or _Answers(batch)
     p = a.p
     cols: dict[str, Array] = {
-        "datagram": ((batch.proto == 17) & ~is_quic(batch)).astype(np.float64),
+        "datagram": is_datagram(batch).astype(np.float64),
         "log_duration": np.log10(f["duration"] + 1e-3),
         "log_bytes_fwd": np.log10(f["bytes_fwd"] + 1),
         "log_bytes_rev": np.log10(f["bytes_rev"] + 1),

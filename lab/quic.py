@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,10 +32,9 @@ Answer = Callable[[dict[str, Any], Callable[[bytes, bool], None]], Awaitable[Non
 
 
 class _Server(QuicConnectionProtocol):
-    answer: Answer  # set on the class by ``serve_h3``
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, answer: Answer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.answer = answer
         self._h3: H3Connection | None = None
         self._bodies: dict[int, bytearray] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -70,17 +70,18 @@ class _Server(QuicConnectionProtocol):
             self.transmit()
 
         try:
-            await type(self).answer(orjson.loads(body), send)
+            await self.answer(orjson.loads(body), send)
         except (orjson.JSONDecodeError, ValueError, TypeError):
             if not started:
                 send(b"", True)
 
 
 async def serve_h3(host: str, port: int, cert: Path, key: Path, answer: Answer) -> Any:
-    """Serve chat completions over HTTP/3 on UDP ``host:port`` until cancelled."""
+    """Serve chat completions over HTTP/3 on UDP ``host:port``; returns the server, whose
+    ``close()`` stops it."""
     config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
     config.load_cert_chain(str(cert), str(key))
-    protocol = type("ChatServer", (_Server,), {"answer": staticmethod(answer)})
+    protocol = functools.partial(_Server, answer=answer)
     return await serve(host, port, configuration=config, create_protocol=protocol)
 
 
