@@ -1,27 +1,56 @@
 # inferwatch: the two commands are `make run` and `make test`; the rest are their parts.
 SHELL := /bin/bash
 PYTHON ?= python3
+# The locks pin every package with its hashes (`make lock` refreshes them): requirements.lock is
+# what the worker runs on (the image installs it alone), requirements-dev.lock adds the tests',
+# linters' and lab's packages on top of it. LATEST=1 (`make test-latest`) ignores both and
+# takes the newest release of every package, in a venv of its own, so an upgrade is tried
+# before it is locked.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+ifeq ($(LATEST),1)
+VENV := .venv-latest
+else
 VENV := .venv
+endif
 PY := $(VENV)/bin/python
 KAFKA := services/kafka/kafka.sh
 RUN_PORT ?= 9092
 TEST_PORT ?= 19092
 METRICS_PORT ?= 9108
 
-.PHONY: run test test-long setup lab-setup unit integration lint typecheck kafka-fetch clean help
+.PHONY: run test test-long test-latest setup lock lab-setup unit integration lint typecheck kafka-fetch \
+  clean help
 
 help:
 	@echo "make run    start a local broker, a worker and a replay of the sample; /metrics on :$(METRICS_PORT)"
 	@echo "make test   install what is missing, start the broker, run every test, stop the broker"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK) $(DEV_LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "python3 (>= 3.11) is missing" >&2; exit 1; }
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is needed" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+ifeq ($(LATEST),1)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,probe,lab]'
+	$(PY) -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev,probe,lab]'
+	$(PY) -m pip list --format=freeze > $(VENV)/versions.txt
+else
+	$(PY) -m pip install -q --require-hashes -r $(LOCK) -r $(DEV_LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+endif
 	$(PY) -c 'from detectors.anomaly import compile_kernel; compile_kernel()'
 	touch $@
+
+# Resolve both locks anew from pyproject.toml (newest versions that fit its bounds, for every
+# platform and Python >= 3.11), with hashes. Commit them after `make test` passes on them.
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --upgrade \
+  --custom-compile-command "make lock"
+lock:
+	test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q uv; }
+	printf 'pip\nsetuptools>=77\nwheel\n' | $(VENV)/bin/uv pip compile -q $(LOCK_FLAGS) \
+	  --extra probe pyproject.toml - -o $(LOCK)
+	$(VENV)/bin/uv pip compile -q $(LOCK_FLAGS) --extra dev --extra lab -c $(LOCK) \
+	  pyproject.toml -o $(DEV_LOCK)
 
 setup: $(VENV)/.installed kafka-fetch
 
@@ -63,6 +92,11 @@ test: setup lab-setup lint typecheck
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  PY=$(PY) tests/run_suite.sh
 
+# The whole suite on the newest release of every package (not the locks), in .venv-latest: run
+# it before `make lock` and on a schedule, so that upgrades are chosen, not suffered.
+test-latest:
+	$(MAKE) test LATEST=1
+
 # The long opt-in scenarios (about 70 minutes, not in `make test`): ten quiet minutes and a
 # 15-minute ramp on a congested lab link, lab link anomalies, an alert storm through a
 # five-minute webhook outage.
@@ -72,4 +106,4 @@ test-long: setup lab-setup
 	  -k "quiet or ramp or anomalies or storm" tests
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-latest .cache .pytest_cache .mypy_cache .ruff_cache
