@@ -10,11 +10,6 @@ COPY streams ./streams
 COPY detectors ./detectors
 COPY config ./config
 COPY lab/samples ./lab/samples
-COPY lab/recordings/eval-a-3m ./lab/recordings/eval-a-3m
-COPY lab/recordings/eval-b-3m ./lab/recordings/eval-b-3m
-COPY lab/recordings/eval-c-3m ./lab/recordings/eval-c-3m
-COPY lab/recordings/eval-d-3m ./lab/recordings/eval-d-3m
-COPY lab/recordings/ndpi-real ./lab/recordings/ndpi-real
 # the anomaly detector's arithmetic is compiled by numba: once here, into a cache the worker
 # reads (and may write) at every start
 ENV NUMBA_CACHE_DIR=/var/cache/inferwatch-numba

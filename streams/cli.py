@@ -320,7 +320,7 @@ def lab_sweep() -> None:
 @click.option("--save-model", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the model (after --train) as a checkpoint here.")  # fmt: skip
 @click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Endpoint catalog (default config/endpoints.yaml).")  # fmt: skip
+              help="Endpoint catalog (default: the packaged one).")  # fmt: skip
 def classify_cmd(
     pcap: Path,
     names: str,
@@ -379,7 +379,7 @@ def eval_group() -> None:
 @click.option("--names", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="off: behaviour only, the endpoint catalog is ignored.")  # fmt: skip
 @click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Endpoint catalog (default config/endpoints.yaml).")  # fmt: skip
+              help="Endpoint catalog (default: the packaged one).")  # fmt: skip
 @click.option("--batch", "batch_size", type=int, default=20, show_default=True,
               help="Flows per test-then-train step.")  # fmt: skip
 @click.option("--records", type=click.Choice(["probe", "pmacct", "all"]), default="probe",

@@ -15,6 +15,7 @@ streams.errors.ConfigError: INFERWATCH_KAFKA__BROKR: kafka.brokr: Extra inputs a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,9 @@ from streams.errors import ConfigError
 
 ENV_PREFIX = "INFERWATCH_"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "inferwatch.yaml"
+# What an installed worker needs wherever it runs (the endpoint catalog, the classifier's
+# bootstrap datasets) ships inside the package, as package data.
+DATA_DIR = Path(str(resources.files("streams").joinpath("data")))
 
 
 class _Section(BaseModel):
@@ -113,7 +117,7 @@ class HttpConfig(_Section):
 
 class AnalysisConfig(_Section):
     links_file: str | None = Field(
-        "config/links.yaml", description="link catalog; relative paths are from the repository"
+        None, description="link catalog (config/links.yaml is an example); null for none"
     )
     window_seconds: float = Field(10.0, gt=0)
     grace_seconds: float = Field(5.0, ge=0)
@@ -149,7 +153,7 @@ class AnalysisConfig(_Section):
 class ClassifyConfig(_Section):
     enabled: bool = Field(True, description="classify flows and estimate AI QoE")
     endpoints_file: str | None = Field(
-        "config/endpoints.yaml", description="endpoint catalog; null for none"
+        "endpoints.yaml", description="endpoint catalog (the packaged one); null for none"
     )
     names: bool = Field(
         True, description="off/false: behaviour only, the catalog is ignored when predicting"
@@ -172,8 +176,8 @@ class ClassifyConfig(_Section):
     checkpoint_seconds: float = Field(60.0, gt=0)
     bootstrap: list[str] = Field(
         default_factory=lambda: [
-            *(f"lab/recordings/eval-{x}-3m" for x in "abcd"),
-            *["lab/recordings/ndpi-real"] * 2,  # twice: twice the weight (docs/classification.md)
+            *(f"bootstrap/eval-{x}-3m" for x in "abcd"),
+            *["bootstrap/ndpi-real"] * 2,  # twice: twice the weight (docs/classification.md)
         ],
         description="labelled datasets learned at start when there is no checkpoint",
     )
@@ -388,13 +392,23 @@ def read_secret(path: str) -> str:
 
 
 def resolve_path(path: str | None) -> Path | None:
-    """A configured file: absolute, or relative to the working directory, else to the repo."""
+    """A configured file: absolute, or relative to the working directory where it exists there,
+    else one of the package's own files (``DATA_DIR``), else of a source checkout's.
+
+    >>> resolve_path("endpoints.yaml") == DATA_DIR / "endpoints.yaml"
+    True
+    >>> str(resolve_path("nowhere/links.yaml"))  # found nowhere: named as given, for the error
+    'nowhere/links.yaml'
+    """
     if path is None:
         return None
     p = Path(path)
     if p.is_absolute() or p.exists():
         return p
-    return DEFAULT_CONFIG_PATH.parent.parent / p
+    for base in (DATA_DIR, DEFAULT_CONFIG_PATH.parent.parent):
+        if (base / p).exists():
+            return base / p
+    return p
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:

@@ -1,4 +1,4 @@
-"""Loading and validating the endpoint catalog file (config/endpoints.yaml).
+"""Loading and validating the endpoint catalog file (the packaged streams/data/endpoints.yaml).
 
 >>> cat = catalog_from_dict({"version": 1, "providers": {
 ...     "openai": {"label": "ai", "names": ["api.openai.com"], "prefixes": ["192.0.2.0/24"]}}})
@@ -20,10 +20,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detectors.catalog import Endpoint, EndpointCatalog, check_name_pattern, label_code
-from streams.config import format_error, read_yaml
+from streams.config import DATA_DIR, format_error, read_yaml
 from streams.errors import ConfigError
 
-DEFAULT_ENDPOINTS_PATH = Path(__file__).resolve().parent.parent / "config" / "endpoints.yaml"
+DEFAULT_ENDPOINTS_PATH = DATA_DIR / "endpoints.yaml"
 
 
 class _Provider(BaseModel):

@@ -22,7 +22,6 @@ from detectors.flows import FORMATS, FlowBatch, factorize
 from streams.config import format_error, read_yaml
 from streams.errors import ConfigError
 
-DEFAULT_LINKS_PATH = Path(__file__).resolve().parent.parent / "config" / "links.yaml"
 NATIVE = FORMATS.index("native")
 LINK_ID_PATTERN = r"^[A-Za-z0-9_.:#-]{1,64}$"
 

@@ -15,11 +15,13 @@ from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
 from detectors.classify import TrafficClassifier, catalog_prior
 from detectors.flows import FlowBatch
 from streams.classification import asked_ttft
+from streams.config import DATA_DIR
 from streams.endpoints import DEFAULT_ENDPOINTS_PATH, catalog_from_dict, load_endpoints
 from streams.errors import ConfigError
 from streams.evaluate import evaluate, load_dataset
 
 RECORDINGS = Path(__file__).parents[2] / "lab" / "recordings"
+BOOTSTRAP = DATA_DIR / "bootstrap"  # the lab's evaluation sets and real non-AI traffic
 EVAL_ABC = ("eval-a-3m", "eval-b-3m", "eval-c-3m")  # chats over TCP only, events of one shape
 
 
@@ -182,7 +184,7 @@ def test_classify_a_capture_offline_with_a_saved_model(tmp_path):
 def test_behaviour_only_targets_on_a_link_the_model_did_not_learn_on(train_on, test_on):
     from streams.evaluate import run_eval
 
-    report = run_eval(RECORDINGS / test_on, [RECORDINGS / train_on], False, EndpointCatalog([]))
+    report = run_eval(BOOTSTRAP / test_on, [BOOTSTRAP / train_on], False, EndpointCatalog([]))
     d = report.as_dict()
     assert report.flows >= 120  # a flow split by the probe's idle timeout counts twice
     assert d["macro_f1"] >= 0.90 and d["ai_vs_rest_macro_f1"] >= 0.95, report.text()
@@ -236,7 +238,7 @@ def test_learning_is_bounded_per_second_and_what_is_left_is_counted():
     now = [1000.0]
     c = _classification(lambda: now[0], learn_per_batch=64, learn_per_second=10,
                         learn_time_share=1.0)  # fmt: skip
-    d = load_dataset(RECORDINGS / "eval-a-3m")
+    d = load_dataset(BOOTSTRAP / "eval-a-3m")
     labelled = int((d.labels >= 0).sum())
     assert labelled > 64
     assert c.feedback(d.batch, d.labels) == 64  # a full bucket: one batch's worth
@@ -257,7 +259,7 @@ def test_learning_takes_at_most_its_share_of_the_time():
     now = [1000.0]
     c = _classification(lambda: now[0], learn_per_batch=100_000, learn_per_second=100_000,
                         learn_time_share=0.02)  # fmt: skip
-    d = load_dataset(RECORDINGS / "eval-a-3m")
+    d = load_dataset(BOOTSTRAP / "eval-a-3m")
     labelled = int((d.labels >= 0).sum())
     learned = []
     for _ in range(10):  # a batch a second
@@ -280,7 +282,7 @@ def test_real_non_ai_captures_the_model_never_saw_are_not_taken_for_ai():
     from detectors.classifier import FlowClassifier
     from streams.evaluate import Dataset, train
 
-    real = load_dataset(RECORDINGS / "ndpi-real", "all")
+    real = load_dataset(BOOTSTRAP / "ndpi-real", "all")
     apps = ("netflix.pcap", "teams.pcap", "discord.pcap")
     held = np.array([t is not None and t["capture"] in apps for t in real.truth])
     assert held.sum() >= 150
@@ -291,7 +293,7 @@ def test_real_non_ai_captures_the_model_never_saw_are_not_taken_for_ai():
             "part", real.batch.take(rows), real.labels[rows], [real.truth[i] for i in rows]
         )
 
-    lab = [load_dataset(RECORDINGS / f"eval-{x}-3m", "all") for x in "abcd"]
+    lab = [load_dataset(BOOTSTRAP / f"eval-{x}-3m", "all") for x in "abcd"]
     ai = np.isin(np.array(CLASSES), list(AI_CLASSES))
     share = {}
     for name, extra in (("lab", []), ("lab+real", [part(~held)] * 2)):  # twice, as the bootstrap
@@ -312,8 +314,8 @@ def test_chats_over_quic_a_model_never_saw_over_quic_are_taken_for_ai():
     from streams.evaluate import train
 
     clf = TrafficClassifier(EndpointCatalog([]), FlowClassifier(), names=False)
-    train(clf, [load_dataset(RECORDINGS / n, "all") for n in (*EVAL_ABC, "ndpi-real")])
-    d = load_dataset(RECORDINGS / "eval-d-3m")
+    train(clf, [load_dataset(BOOTSTRAP / n, "all") for n in (*EVAL_ABC, "ndpi-real")])
+    d = load_dataset(BOOTSTRAP / "eval-d-3m")
     quic = [
         i for i, t in enumerate(d.truth)
         if t and t["proto"] == 17 and t["class"] in ("ai-chat-stream", "ai-api")
@@ -372,7 +374,7 @@ def test_a_checkpoint_is_pickled_off_the_event_loop_with_the_model_held_still():
     now = [1000.0]
     c = _classification(lambda: now[0], learn_per_batch=1000, learn_time_share=1.0,
                         checkpoint_seconds=60)  # fmt: skip
-    d = load_dataset(RECORDINGS / "eval-a-3m")
+    d = load_dataset(BOOTSTRAP / "eval-a-3m")
     labelled = int((d.labels >= 0).sum())
     for _ in range(4):
         now[0] += 1.0

@@ -1,4 +1,5 @@
-"""The recorded lab datasets in lab/recordings/: consistent, readable by the worker, labelled."""
+"""The recorded lab datasets (lab/recordings/, and the bootstrap sets the package ships in
+streams/data/bootstrap/): consistent, readable by the worker, labelled."""
 
 from __future__ import annotations
 
@@ -12,22 +13,27 @@ import yaml
 from lab.record import stretch
 from lab.run import match, read_jsonl, signature
 from lab.traffic import CLASSES, HTTPS_PORT, TELEMETRY_PORT, Scenario
+from streams.config import DATA_DIR
 from streams.ingest.decode import BatchDecoder
 
 ROOT = Path(__file__).parents[2] / "lab" / "recordings"
-RECORDINGS = sorted(p.name for p in ROOT.iterdir() if (p / "manifest.json").exists())
-WITH_PCAP = [n for n in RECORDINGS if (ROOT / n / "lab.pcap").exists()]  # eval-*: records only
+BOOTSTRAP = DATA_DIR / "bootstrap"
+DIRS = {p.name: p for r in (ROOT, BOOTSTRAP) for p in r.iterdir() if (p / "manifest.json").exists()}
+RECORDINGS = sorted(DIRS)
+WITH_PCAP = [n for n in RECORDINGS if (DIRS[n] / "lab.pcap").exists()]  # eval-*: records only
 
 
 def test_recordings_are_small_enough_to_commit():
     assert {"e2e", "e2e-nosni", *(f"eval-{x}-3m" for x in "abcd")} <= set(RECORDINGS)
-    total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
+    total = sum(f.stat().st_size for r in (ROOT, BOOTSTRAP) for f in r.rglob("*") if f.is_file())
     assert total < 20 << 20
+    # the package carries the bootstrap sets: a few MB, not the lab's captures
+    assert sum(f.stat().st_size for f in BOOTSTRAP.rglob("*") if f.is_file()) < 4 << 20
 
 
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_recording_is_consistent_and_every_flow_is_labelled(name):
-    d = ROOT / name
+    d = DIRS[name]
     manifest = orjson.loads((d / "manifest.json").read_bytes())
     truth = read_jsonl(d / "truth.jsonl")
     values = (d / "flows.jsonl").read_bytes().splitlines()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 from detectors.flows import FORMATS, FlowBatch
 from streams.cli import main
 from streams.errors import ConfigError
-from streams.links import DEFAULT_LINKS_PATH, LinkCatalog
+from streams.links import LinkCatalog
+
+EXAMPLE_LINKS = Path(__file__).parents[2] / "config" / "links.yaml"  # the example make run uses
 
 
 def test_shipped_catalog_is_valid():
-    cat = LinkCatalog.load(DEFAULT_LINKS_PATH)
+    cat = LinkCatalog.load(EXAMPLE_LINKS)
     assert cat.capacity("lab-uplink") == 100e6
 
 
