@@ -23,7 +23,7 @@ METRICS_PORT ?= 9108
   clean help
 
 help:
-	@echo "make run    start a local broker, a worker and a replay of the sample; /metrics on :$(METRICS_PORT)"
+	@echo "make run    start a local broker, a worker and endless demo traffic; /metrics on :$(METRICS_PORT)"
 	@echo "make test   install what is missing, start the broker, run every test, stop the broker"
 
 $(VENV)/.installed: pyproject.toml $(LOCK) $(DEV_LOCK)
@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) $(DEV_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 ifeq ($(LATEST),1)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev,probe,lab]'
+	$(PY) -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev,probe,lab,plot]'
 	$(PY) -m pip list --format=freeze > $(VENV)/versions.txt
 else
 	$(PY) -m pip install -q --require-hashes -r $(LOCK) -r $(DEV_LOCK)
@@ -41,15 +41,16 @@ endif
 	$(PY) -c 'from detectors.anomaly import compile_kernel; compile_kernel()'
 	touch $@
 
-# Resolve both locks anew from pyproject.toml (newest versions that fit its bounds, for every
-# platform and Python >= 3.11), with hashes. Commit them after `make test` passes on them.
-LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --upgrade \
+# Resolve both locks from pyproject.toml (for every platform and Python >= 3.11), with hashes.
+# Commit them after `make test` passes on them.
+# UPGRADE=1 takes the newest versions; without it the pins stay and only what is new is added.
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade) \
   --custom-compile-command "make lock"
 lock:
 	test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q uv; }
 	printf 'pip\nsetuptools>=77\nwheel\n' | $(VENV)/bin/uv pip compile -q $(LOCK_FLAGS) \
 	  --extra probe pyproject.toml - -o $(LOCK)
-	$(VENV)/bin/uv pip compile -q $(LOCK_FLAGS) --extra dev --extra lab -c $(LOCK) \
+	$(VENV)/bin/uv pip compile -q $(LOCK_FLAGS) --extra dev --extra lab --extra plot -c $(LOCK) \
 	  pyproject.toml -o $(DEV_LOCK)
 
 setup: $(VENV)/.installed kafka-fetch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -168,6 +169,38 @@ def replay(
 
 
 @main.command()
+@click.option("--broker", help="Kafka bootstrap server HOST:PORT.")
+@click.option("--seconds", type=float, default=0.0, show_default=True, help="0 = until Ctrl-C.")
+@click.option("--day-seconds", type=float, default=600.0, show_default=True,
+              help="The load's daily cycle, compressed into this long.")  # fmt: skip
+@click.option("--incident-every", type=float, default=300.0, show_default=True,
+              help="A surge over the link's capacity this often (first after 150 s).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False))
+def demo(
+    broker: str | None,
+    seconds: float,
+    day_seconds: float,
+    incident_every: float,
+    seed: int,
+    config: Path | None,
+) -> None:
+    """Publish endless, realistic flow records to flows.raw: every class on the lab's link
+    (probe-1, interface 1), a daily load cycle and a surge now and then."""
+    from streams.demo import DemoPlan, run_demo
+
+    cfg = _load(config, **{"kafka.broker": broker})
+    plan = DemoPlan(day_seconds=day_seconds, incident_every=incident_every)
+    try:
+        sent = asyncio.run(run_demo(cfg, plan, seconds=seconds, seed=seed))
+    except InferwatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        return
+    click.echo(f"demo: sent {sent} records")
+
+
+@main.command()
 @click.option("--interface", "-i", help="Capture live on this network interface (root).")
 @click.option(
     "--pcap", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Read a capture."
@@ -321,6 +354,8 @@ def lab_sweep() -> None:
               help="Write the model (after --train) as a checkpoint here.")  # fmt: skip
 @click.option("--catalog", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Endpoint catalog (default: the packaged one).")  # fmt: skip
+@click.option("--summary/--no-summary", default=True, show_default=True,
+              help="End with flows and bytes per class (on stderr).")  # fmt: skip
 def classify_cmd(
     pcap: Path,
     names: str,
@@ -328,14 +363,17 @@ def classify_cmd(
     train_dirs: tuple[Path, ...],
     save_model: Path | None,
     catalog: Path | None,
+    summary: bool,
 ) -> None:
-    """Classify every flow of a capture offline: one JSON line per flow (5-tuple, class,
-    probability, QoE estimates), through the probe's and the worker's own code."""
+    """Classify every flow of a capture offline: one JSON line per flow (5-tuple, bytes,
+    class, probability, QoE estimates) through the probe's and the worker's own code, then a
+    table of flows and bytes per class on stderr."""
     import orjson
 
     from streams.endpoints import DEFAULT_ENDPOINTS_PATH, load_endpoints
-    from streams.offline import build_classifier, classify_pcap
+    from streams.offline import build_classifier, classify_pcap, summary_table
 
+    seen: list[tuple[str, int]] = []
     try:
         cat = load_endpoints(catalog or DEFAULT_ENDPOINTS_PATH)
         clf = build_classifier(cat, names == "on", model, train_dirs)
@@ -343,8 +381,11 @@ def classify_cmd(
             save_model.write_bytes(clf.model.dumps())
         for row in classify_pcap(pcap, clf):
             click.echo(orjson.dumps(row).decode())
+            seen.append((row["class"], row["bytes"]))
     except (InferwatchError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if summary:
+        click.echo(f"# {pcap.name}, names {names}\n" + summary_table(seen), err=True)
 
 
 def _emit_report(data: dict[str, Any], text: str, json_out: Path | None) -> None:

@@ -1,7 +1,8 @@
 """Typed configuration: defaults in code, commented YAML in config/, env overrides, no unknown keys.
 
 Precedence, lowest first: the defaults below, the YAML file, then environment variables named
-``INFERWATCH_<SECTION>__<KEY>`` (values parsed as YAML scalars), then command-line flags.
+``INFERWATCH_<SECTION>__<KEY>`` (read by pydantic-settings: a string key takes the value as it
+is, ``#`` and all; a list or mapping is JSON), then command-line flags.
 
 >>> cfg = load_config(None, env={"INFERWATCH_KAFKA__BROKER": "127.0.0.1:19092"})
 >>> cfg.kafka.broker
@@ -26,9 +27,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, EnvSettingsSource
+from pydantic_settings.exceptions import SettingsError
 
 from detectors.anomaly import NoveltyDetector
 from detectors.congestion import CongestionRule
@@ -53,7 +57,7 @@ class TopicsConfig(_Section):
 
 
 class KafkaConfig(_Section):
-    broker: str = "127.0.0.1:9092"
+    broker: str = Field("127.0.0.1:9092", description="bootstrap servers: HOST:PORT[,HOST:PORT]")
     client_id: str = "inferwatch"
     topics: TopicsConfig = TopicsConfig()
     create_topics: bool = True
@@ -75,6 +79,15 @@ class KafkaConfig(_Section):
     analysis_fetch_wait_ms: int = Field(
         100, ge=1, le=60_000, description="longest a fetch of the analysis stage waits for data"
     )
+
+    @field_validator("broker")
+    @classmethod
+    def _servers(cls, v: str) -> str:
+        for server in v.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected HOST:PORT[,HOST:PORT...], got {v!r}")
+        return v
 
 
 class IngestConfig(_Section):
@@ -374,6 +387,17 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    library_log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", description="Faust's, mode's and aiokafka's own logs (start-up chatter at info)"
+    )
+
+
+# the same fields as Config, for pydantic-settings to read the environment against
+_EnvSettings = create_model(
+    "_EnvSettings",
+    __base__=BaseSettings,
+    **{name: (f.annotation, f) for name, f in Config.model_fields.items()},  # type: ignore[call-overload]
+)
 
 
 def secret(path: str | None, inline: SecretStr | None) -> str | None:
@@ -421,16 +445,48 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, tuple[list[str], Any]]:
-    found: dict[str, tuple[list[str], Any]] = {}
-    for name, raw in env.items():
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' reading of INFERWATCH_<SECTION>__<KEY> variables from a given
+    mapping: a string key takes the value as it is, a list or mapping takes JSON."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._given = {k.lower(): v for k, v in env.items()}
+        super().__init__(
+            _EnvSettings, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._given
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The overrides in ``env`` as a tree, and each variable's key path (for messages)."""
+    paths: dict[str, list[str]] = {}
+    for name in env:
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
-        if not path:
-            continue
-        found[name] = (path, yaml.safe_load(raw) if raw != "" else "")
-    return found
+        if path and path[0] not in Config.model_fields:
+            raise ConfigError(f"{name}: {'.'.join(path)}: Extra inputs are not permitted")
+        if path:
+            paths[name] = path
+    if not paths:
+        return {}, paths
+    try:
+        tree = _EnvSource({n: env[n] for n in paths})()
+    except SettingsError as exc:
+        field = str(exc).split('"')[1] if '"' in str(exc) else ""
+        names = [n for n, p in paths.items() if p[0] == field] or list(paths)
+        raise ConfigError(f"{names[0]}: {field}: a list or mapping is written as JSON") from exc
+    return tree, paths
+
+
+def _merge(into: dict[str, Any], tree: Mapping[str, Any]) -> None:
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
 def format_error(err: ValidationError) -> str:
@@ -469,15 +525,14 @@ def load_config(
         Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {format_error(exc)}") from exc
-    overrides_env = _env_overrides(env or {})
-    for keypath, value in overrides_env.values():
-        _set_path(tree, keypath, value)
+    from_env, paths = _env_overrides(env or {})
+    _merge(tree, from_env)
     try:
         Config.model_validate(tree)
     except ValidationError as exc:
         loc = [str(p) for p in exc.errors()[0]["loc"]]
         # the variable whose key the error is about, or that sets something inside that section
-        culprits = [n for n, (kp, _) in overrides_env.items() if kp[: len(loc)] == loc[: len(kp)]]
+        culprits = [n for n, kp in paths.items() if kp[: len(loc)] == loc[: len(kp)]]
         where = culprits[0] if culprits else "environment"
         raise ConfigError(f"{where}: {format_error(exc)}") from exc
     for dotted, value in (overrides or {}).items():

@@ -47,3 +47,36 @@ def install(logger: logging.Logger, interval: float = 10.0) -> None:
     shared = RepeatFilter(interval)
     for handler in logger.handlers:
         handler.addFilter(shared)
+
+
+LIBRARIES = ("faust", "mode", "aiokafka", "kafka")
+
+
+class _CoordinatorNotYet(logging.Filter):
+    """aiokafka logs "Group Coordinator Request failed" at ERROR while a fresh broker creates
+    its offsets topic, which is normal for the first seconds of a new cluster: shown as the
+    information it is, only where info is asked for."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "CoordinatorNotAvailable" in record.getMessage():
+            return self.level <= logging.INFO
+        return True
+
+
+def quiet_libraries(level: str | int) -> None:
+    """Set the libraries' loggers (Faust, mode, aiokafka) to ``level``, e.g. WARNING.
+
+    >>> quiet_libraries("WARNING"); logging.getLogger("faust.worker").getEffectiveLevel()
+    30
+    """
+    number = logging.getLevelName(level) if isinstance(level, str) else level
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(number)
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    for f in [f for f in coordinator.filters if isinstance(f, _CoordinatorNotYet)]:
+        coordinator.removeFilter(f)
+    coordinator.addFilter(_CoordinatorNotYet(number))

@@ -75,8 +75,33 @@ def classify_pcap(pcap: Path, clf: TrafficClassifier) -> Iterator[dict[str, Any]
             yield {
                 "src_ip": b.src_ip[i], "src_port": int(b.src_port[i]),
                 "dst_ip": b.dst_ip[i], "dst_port": int(b.dst_port[i]), "proto": int(b.proto[i]),
-                "server_name": b.server_name[i], "class": CLASSES[out.label[i]],
+                "server_name": b.server_name[i],
+                "bytes": int(b.bytes_fwd[i] + b.bytes_rev[i]), "class": CLASSES[out.label[i]],
                 "probability": round(float(out.proba[i]), 4), "by_name": bool(out.by_name[i]),
                 **{k: _num(q[k][i]) if ai else None
                    for k in ("ttft_s", "tokens_per_s", "token_gap_s", "stalls")},
             }  # fmt: skip
+
+
+def summary_table(rows: list[tuple[str, int]]) -> str:
+    """Flows and bytes per class of (class, bytes) rows, largest share of bytes first.
+
+    >>> print(summary_table([("web", 300), ("ai-api", 700), ("web", 0)]))
+    class             flows          bytes  of bytes
+    ai-api                1            700     70.0%
+    web                   2            300     30.0%
+    all                   3          1,000    100.0%
+    """
+    flows: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for name, size in rows:
+        flows[name] = flows.get(name, 0) + 1
+        sizes[name] = sizes.get(name, 0) + size
+    total = sum(sizes.values()) or 1
+    lines = [f"{'class':<16}{'flows':>7}{'bytes':>15}{'of bytes':>10}"]
+    lines += [
+        f"{name:<16}{flows[name]:>7,}{sizes[name]:>15,}{sizes[name] / total:>10.1%}"
+        for name in sorted(sizes, key=lambda n: (-sizes[n], n))
+    ]
+    lines.append(f"{'all':<16}{len(rows):>7,}{sum(sizes.values()):>15,}{1:>10.1%}")
+    return "\n".join(lines)

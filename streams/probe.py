@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -193,8 +194,34 @@ def to_record(
     return rec
 
 
+# the first four bytes of a pcap file (either byte order, micro- or nanosecond) and of pcapng
+CAPTURE_MAGIC = {
+    bytes.fromhex(m) for m in ("d4c3b2a1", "a1b2c3d4", "4d3cb2a1", "a1b23c4d", "0a0d0d0a")
+}
+
+
+def check_capture(path: Path) -> None:
+    """InferwatchError naming ``path`` unless it starts as a pcap or pcapng capture does.
+
+    >>> check_capture(Path(__file__))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streams.errors.InferwatchError: .../probe.py: not a pcap or pcapng capture (it starts with ...)
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise InferwatchError(f"{path}: cannot read: {exc.strerror}") from exc
+    if head not in CAPTURE_MAGIC:
+        shown = head.decode("ascii", "replace")
+        raise InferwatchError(f"{path}: not a pcap or pcapng capture (it starts with {shown!r})")
+
+
 def meter(opts: ProbeOptions) -> Iterator[Any]:
     """nfstream's flows for ``opts.source`` (blocking; runs in a thread)."""
+    if Path(opts.source).is_file():
+        check_capture(Path(opts.source))
     try:
         from nfstream import NFStreamer
     except ImportError as exc:  # pragma: no cover - depends on the install

@@ -6,8 +6,8 @@ import asyncio
 import gc
 import logging
 import os
+import socket
 import threading
-import time
 from typing import Any
 
 import faust
@@ -35,6 +35,7 @@ from streams.metrics import (
     LinkMetrics,
     LinkStateMetrics,
 )
+from streams.retry import retrying
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,13 @@ log = logging.getLogger(__name__)
 
 def prepare_topics(cfg: Config, wait_seconds: float = 60.0) -> None:
     """Create missing topics, waiting up to ``wait_seconds`` for the broker to answer."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            asyncio.run(ensure_topics(cfg, wait=10.0))
-            return
-        except ServiceError as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("%s; retrying", exc)
-            time.sleep(2.0)
+
+    async def prepare() -> None:
+        async for attempt in retrying(ServiceError, "topics", log, 1.0, 5.0, wait_seconds):
+            with attempt:
+                await ensure_topics(cfg, wait=10.0)
+
+    asyncio.run(prepare())
 
 
 class _Worker(faust.Worker):
@@ -63,7 +61,10 @@ class _Worker(faust.Worker):
     thread ends the process after ``timeout`` seconds with status 1.
     """
 
-    def __init__(self, *args: Any, shutdown_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, shutdown_timeout: float, library_level: str = "WARNING", **kwargs: Any
+    ) -> None:
+        self._library_level = library_level
         super().__init__(*args, **kwargs)
         self._shutdown_timeout = shutdown_timeout
         self._watchdog: threading.Timer | None = None
@@ -89,6 +90,7 @@ class _Worker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
         logs.install(logger)
+        logs.quiet_libraries(self._library_level)
 
 
 def _basic_auth(cfg: Config) -> tuple[str, str] | None:
@@ -115,8 +117,28 @@ def tune_gc(threshold: int) -> None:
         gc.set_threshold(threshold, gen1, gen2)
 
 
+def check_port(host: str, port: int) -> None:
+    """ServiceError in one line when /metrics cannot be served on ``host:port``.
+
+    >>> import socket
+    >>> with socket.create_server(("127.0.0.1", 0)) as taken:
+    ...     check_port("127.0.0.1", taken.getsockname()[1])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streams.errors.ServiceError: cannot serve /metrics on 127.0.0.1:...: Address already in use...
+    """
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise ServiceError(
+            f"cannot serve /metrics on {host}:{port}: {exc.strerror} (another worker? choose "
+            f"another with --metrics-port or INFERWATCH_HTTP__PORT)"
+        ) from exc
+
+
 def run_worker(cfg: Config) -> None:
     """Run a worker until SIGTERM/SIGINT; returns never (exits the process)."""
+    check_port(cfg.http.host, cfg.http.port)
     tune_gc(cfg.worker.gc_threshold)
     if cfg.kafka.create_topics:
         prepare_topics(cfg)
@@ -172,5 +194,6 @@ def run_worker(cfg: Config) -> None:
         quiet=True,
         redirect_stdouts=False,
         shutdown_timeout=cfg.worker.shutdown_timeout_seconds,
+        library_level=cfg.library_log_level.upper(),
     )
     worker.execute_from_commandline()

@@ -163,15 +163,19 @@ def test_classify_a_capture_offline_with_a_saved_model(tmp_path):
                *["--train", str(RECORDINGS / "e2e")] * 6, "--save-model", str(model)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    rows = [orjson.loads(line) for line in res.output.splitlines()]
+    rows = [orjson.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) >= 15 and model.stat().st_size > 0
+    # then, on stderr, flows and bytes per class, and their sums
+    summary = {ln.split()[0]: ln.split()[1:3] for ln in res.stderr.splitlines()[2:]}
+    assert sum(int(f) for c, (f, _) in summary.items() if c != "all") == len(rows)
+    assert summary["all"] == [str(len(rows)), f"{sum(r['bytes'] for r in rows):,}"]
     assert {r["class"] for r in rows} & {"ai-chat-stream", "ai-api", "ai-agentic"}
     chat = [r for r in rows if r["class"] == "ai-chat-stream"]
     assert chat and all(r["ttft_s"] for r in chat)
     assert sum(r["tokens_per_s"] is not None for r in chat) >= 3  # the e2e mix has 4 streams
     assert all(r["ttft_s"] is None for r in rows if r["class"] in ("web", "video", "bulk"))
     again = CliRunner().invoke(main, ["classify", "--pcap", str(pcap), "--model", str(model)])
-    assert again.exit_code == 0 and len(again.output.splitlines()) == len(rows)
+    assert again.exit_code == 0 and len(again.stdout.splitlines()) == len(rows)
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
     refused = CliRunner().invoke(main, ["classify", "--pcap", str(pcap), "--model", str(bad)])
