@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import logging
 import os
-import random
 import time
 import uuid
 from typing import Any
@@ -42,6 +41,7 @@ from aiokafka.errors import KafkaError
 from streams.alerts import SCHEMA
 from streams.config import Config, ReceiverConfig, resolve_path
 from streams.errors import ServiceError
+from streams.retry import delay
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,9 @@ class Dispatcher:
                 self.outbox.remove(n)
                 continue
             n["attempts"] += 1
-            cap = min(self.d.retry_max_seconds, self.d.retry_initial_seconds * 2 ** n["attempts"])
-            n["next_at"] = self.clock() + (wait if wait is not None else random.uniform(0, cap))
+            if wait is None:
+                wait = delay(n["attempts"], self.d.retry_initial_seconds, self.d.retry_max_seconds)
+            n["next_at"] = self.clock() + wait
 
     async def _post(self, session: aiohttp.ClientSession, n: dict[str, Any]) -> tuple[bool, Any]:
         """(finished, seconds to wait or None for backoff). Refusals finish (dropped)."""

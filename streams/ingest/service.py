@@ -27,6 +27,7 @@ from streams.ingest.decode import BatchDecoder, DecodeResult, Reject
 from streams.ingest.reasons import Reason
 from streams.links import LinkCatalog
 from streams.metrics import IngestMetrics
+from streams.retry import StopRetrying, delay, retrying
 from streams.wire import TICK_KEY, encode_batch, encode_tick
 
 log = logging.getLogger(__name__)
@@ -129,21 +130,17 @@ class IngestService(mode.Service):
         every retry fails with OutOfOrderSequenceNumber): start over with a new one, swapped
         in only once it has connected."""
         await _stop_client(self._producer, "old producer")
-        backoff = 1.0
-        while True:
-            new = self._new_producer()
-            try:
-                await new.start()
-            except (KafkaError, OSError) as exc:
-                await new.stop()
-                if self._stopping:
+        async for attempt in retrying((KafkaError, OSError), "ingest: a new producer", log, 1.0):
+            with attempt:
+                new = self._new_producer()
+                try:
+                    await new.start()
+                except (KafkaError, OSError):
+                    await new.stop()
+                    if self._stopping:
+                        raise StopRetrying from None
                     raise
-                log.warning("ingest: cannot start a producer yet (%r); retrying", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            self._producer = new
-            return
+                self._producer = new
 
     async def on_start(self) -> None:
         k = self.cfg.kafka
@@ -242,7 +239,7 @@ class IngestService(mode.Service):
                     self._set_broker(False, exc)
 
     async def _process_with_retry(self, fetched: dict[TopicPartition, list[Any]]) -> None:
-        backoff = 0.5
+        failures = 0
         while True:
             try:
                 await self.process(fetched)
@@ -255,11 +252,11 @@ class IngestService(mode.Service):
                     # not committed: the next worker reads these records again
                     self._rewind(fetched)
                     return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                failures += 1
+                await asyncio.sleep(delay(failures, 0.5, 10.0))
                 try:
                     await self._replace_producer()
-                except (KafkaError, OSError):
+                except StopRetrying:
                     self._rewind(fetched)  # stopping with the broker gone
                     return
 

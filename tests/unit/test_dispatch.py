@@ -73,3 +73,51 @@ def test_slack_body_and_a_foreign_event_is_skipped(tmp_path):
 )
 def test_retry_after(header, want):
     assert retry_after(header, 1445412480.0) == want  # "now" is 10 s before that date
+
+
+@pytest.mark.parametrize("secret", ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "plain text key"])
+async def test_a_delivery_passes_the_standard_webhooks_reference_verifier(tmp_path, secret):
+    """Posted to a real HTTP receiver on loopback; the `standardwebhooks` package (the
+    specification's own library) verifies what arrived, and refuses it once tampered with."""
+    import base64
+    import socket
+    import time
+
+    import aiohttp
+    from aiohttp import web
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    got: list[tuple[bytes, dict[str, str]]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append((await request.read(), dict(request.headers)))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
+    try:
+        cfg = Config(dispatch=DispatchConfig(
+            receivers=[ReceiverConfig(name="ops", url=f"http://127.0.0.1:{port}/hook",
+                                      secret=secret)],
+            state_path=str(tmp_path / "state.json"), group_wait_seconds=0,
+        ))  # fmt: skip
+        d = Dispatcher(cfg, clock=time.time)
+        d.apply(ev("firing"))
+        assert d.flush() == 1
+        async with aiohttp.ClientSession() as session:
+            await d.deliver(session)
+    finally:
+        await runner.cleanup()
+    assert d.delivered == 1 and len(got) == 1
+    body, headers = got[0]
+    # the verifier takes the key as "whsec_" + base64; a plain key is its bytes, base64-encoded
+    key = secret if secret.startswith("whsec_") else base64.b64encode(secret.encode()).decode()
+    hook = Webhook(key)
+    assert hook.verify(body, headers)["alerts"][0]["labels"]["link"] == "l1"
+    with pytest.raises(WebhookVerificationError):
+        hook.verify(body.replace(b"l1", b"l2"), headers)
