@@ -348,7 +348,7 @@ class Analyzer:
             m.window_end.labels(link).set(c.start + w)
             cap = self.catalog.capacity(link)
             if cap is not None:
-                m.capacity.labels(link).set(cap)
+                m.capacity.labels(link).set(cap / 8)
             tt = self.talkers.get(link)
             if tt is not None:
                 snap = tt.roll(link, c.start, w)

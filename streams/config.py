@@ -360,6 +360,9 @@ class DispatchConfig(_Section):
     retry_initial_seconds: float = Field(1.0, gt=0)
     retry_max_seconds: float = Field(300.0, gt=0, description="cap of the backoff between tries")
     state_path: str = ".cache/state/dispatch.json"
+    runbook_base_url: str | None = Field(
+        None, pattern=r"^https?://", description="where docs/runbooks is served; links go there"
+    )
 
 
 class WorkerConfig(_Section):

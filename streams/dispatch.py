@@ -62,11 +62,33 @@ def _iso(t: float | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def body_for(receiver: ReceiverConfig, name: str, alerts: list[dict[str, Any]]) -> bytes:
-    """The notification body for ``alerts`` (all of one alert name) in the receiver's format."""
+RUNBOOKS = "docs/runbooks/"  # where the worker's events point: the repository's runbooks
+
+
+def with_runbooks(annotations: dict[str, Any], base: str | None) -> dict[str, Any]:
+    """``annotations`` with a repository runbook path moved under ``base`` (a URL).
+
+    >>> with_runbooks({"runbook_url": "docs/runbooks/X.md"}, "https://ops.example/rb/")
+    {'runbook_url': 'https://ops.example/rb/X.md'}
+    """
+    url = annotations.get("runbook_url")
+    if not base or not isinstance(url, str) or not url.startswith(RUNBOOKS):
+        return annotations
+    return {**annotations, "runbook_url": f"{base.rstrip('/')}/{url.removeprefix(RUNBOOKS)}"}
+
+
+def body_for(
+    receiver: ReceiverConfig, name: str, alerts: list[dict[str, Any]], runbooks: str | None = None
+) -> bytes:
+    """The notification body for ``alerts`` (all of one alert name) in the receiver's format;
+    runbook links under ``runbooks`` when it is given."""
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     if receiver.format == "slack":
-        lines = [f"[{a['status'].upper()}] {a['annotations'].get('summary', name)}" for a in alerts]
+        lines = []
+        for a in alerts:
+            rb = with_runbooks(a["annotations"], runbooks).get("runbook_url")
+            more = f" (runbook: {rb})" if rb else ""
+            lines.append(f"[{a['status'].upper()}] {a['annotations'].get('summary', name)}{more}")
         return orjson.dumps({"text": "\n".join(lines)})
     common = dict(set.intersection(*(set(a["labels"].items()) for a in alerts)))
     return orjson.dumps({
@@ -74,7 +96,8 @@ def body_for(receiver: ReceiverConfig, name: str, alerts: list[dict[str, Any]]) 
         "status": status, "receiver": receiver.name, "groupLabels": {"alertname": name},
         "commonLabels": common, "commonAnnotations": {}, "externalURL": "",
         "alerts": [{
-            "status": a["status"], "labels": a["labels"], "annotations": a["annotations"],
+            "status": a["status"], "labels": a["labels"],
+            "annotations": with_runbooks(a["annotations"], runbooks),
             "startsAt": _iso(a["starts_at"]), "endsAt": _iso(a.get("ends_at")),
             "generatorURL": "", "fingerprint": a["fingerprint"],
         } for a in alerts],
@@ -181,7 +204,7 @@ class Dispatcher:
                 if fp in self.alerts:
                     self.alerts[fp]["notified_at"] = now
             for r in self.receivers.values():
-                body = body_for(r, name, alerts)
+                body = body_for(r, name, alerts, self.d.runbook_base_url)
                 self.outbox.append({
                     "id": f"msg_{uuid.uuid4().hex}", "receiver": r.name, "body": body.decode(),
                     "attempts": 0, "next_at": now,

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -36,6 +36,19 @@ LATENCY_BUCKETS = (
     30.0,
     60.0,
 )
+
+
+def worker_registry() -> CollectorRegistry:
+    """A worker's registry: its own metrics go in, the process's (CPU seconds, resident
+    memory, open files: ``process_*``) are there from the start.
+
+    >>> r = worker_registry()
+    >>> r.get_sample_value("process_resident_memory_bytes") > 0
+    True
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    return registry
 
 
 class BulkHistogram(Collector):
@@ -261,8 +274,8 @@ class LinkMetrics:
             registry=registry,
         )
         self.capacity = Gauge(
-            "inferwatch_link_capacity_bits_per_second",
-            "Configured capacity of the link, per direction (config/links.yaml).",
+            "inferwatch_link_capacity_bytes_per_second",
+            "Configured capacity of the link, per direction (its capacity_bps / 8).",
             ["link"],
             registry=registry,
         )

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import disable_created_metrics
 
 from detectors.anomaly import compile_kernel
 from streams import logs
@@ -34,6 +34,7 @@ from streams.metrics import (
     LagCollector,
     LinkMetrics,
     LinkStateMetrics,
+    worker_registry,
 )
 from streams.retry import retrying
 from streams.topics import ensure_topics
@@ -143,7 +144,7 @@ def run_worker(cfg: Config) -> None:
     if cfg.kafka.create_topics:
         prepare_topics(cfg)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the series count for nothing
-    registry = CollectorRegistry()
+    registry = worker_registry()
     metrics = IngestMetrics(registry)
     links = LinkCatalog.load(resolve_path(cfg.analysis.links_file))
     classification = None

@@ -55,7 +55,7 @@ def test_link_bytes_windows_and_top_talkers(broker, names, start_worker):
     worker.wait_total("inferwatch_link_window_end_timestamp_seconds", 1, link="lab-uplink")
     rate = worker.total("inferwatch_link_bytes_per_second", link="lab-uplink")
     assert rate > 0
-    assert worker.total("inferwatch_link_capacity_bits_per_second", link="lab-uplink") == 100e6
+    assert worker.total("inferwatch_link_capacity_bytes_per_second", link="lab-uplink") == 100e6 / 8
     assert worker.total("inferwatch_link_active_flows", link="lab-uplink") > 0
 
     status, body = worker.get("/toptalkers")

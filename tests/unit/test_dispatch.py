@@ -121,3 +121,14 @@ async def test_a_delivery_passes_the_standard_webhooks_reference_verifier(tmp_pa
     assert hook.verify(body, headers)["alerts"][0]["labels"]["link"] == "l1"
     with pytest.raises(WebhookVerificationError):
         hook.verify(body.replace(b"l1", b"l2"), headers)
+
+
+def test_runbook_links_go_under_the_configured_base(tmp_path):
+    d = make(tmp_path, [0.0])
+    event = ev("firing")
+    event["annotations"]["runbook_url"] = "docs/runbooks/InferwatchLinkAnomaly.md"
+    base = "https://git.example.org/ops/inferwatch/-/blob/main/docs/runbooks"
+    body = orjson.loads(body_for(d.receivers["ops"], "A", [event], base))
+    assert body["alerts"][0]["annotations"]["runbook_url"] == f"{base}/InferwatchLinkAnomaly.md"
+    as_is = orjson.loads(body_for(d.receivers["ops"], "A", [event]))
+    assert as_is["alerts"][0]["annotations"]["runbook_url"] == event["annotations"]["runbook_url"]

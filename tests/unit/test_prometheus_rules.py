@@ -42,7 +42,9 @@ def test_every_alert_is_tested_firing_and_has_severity_annotations_and_a_runbook
         assert name in fired, f"{name} has no promtool test where it fires"
         assert rule["labels"]["severity"] in ("critical", "warning", "info")
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
-        assert (ROOT / rule["annotations"]["runbook_url"]).exists()
+        url = rule["annotations"]["runbook_url"]
+        base = '{{ or $externalLabels.runbook_base_url "docs/runbooks" }}/'
+        assert url.startswith(base) and (ROOT / "docs/runbooks" / url.removeprefix(base)).exists()
 
 
 def test_rules_use_only_metrics_the_worker_exports():

@@ -103,3 +103,33 @@ def test_labelled_bulk_histogram_matches_prometheus_histogram():
     assert reg_a.get_sample_value(
         "gap_seconds_sum", {"link": "r1", "class": "ai-api"}
     ) == pytest.approx(reg_b.get_sample_value("gap_seconds_sum", {"link": "r1", "class": "ai-api"}))
+
+
+def test_the_worker_exposition_passes_promtool_check_metrics():
+    """Every metric family a worker registers (with a sample each where labels allow), and
+    the process's own: names, units and help as Prometheus's linter wants them."""
+    import shutil
+    import subprocess
+
+    from prometheus_client.exposition import generate_latest
+
+    from streams.metrics import (
+        AnomalyMetrics,
+        ClassifierMetrics,
+        CongestionMetrics,
+        IngestMetrics,
+        LinkMetrics,
+        LinkStateMetrics,
+        worker_registry,
+    )
+
+    registry = worker_registry()
+    for part in (IngestMetrics, LinkMetrics, AnomalyMetrics, LinkStateMetrics,
+                 CongestionMetrics, ClassifierMetrics):  # fmt: skip
+        part(registry)
+    text = generate_latest(registry)
+    assert b"process_cpu_seconds_total" in text and b"inferwatch_link_capacity_bytes" in text
+    tool = shutil.which("promtool")
+    assert tool, "promtool is missing (Debian package prometheus; make test installs it)"
+    res = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True)
+    assert res.returncode == 0 and not res.stdout and not res.stderr, res.stdout + res.stderr
