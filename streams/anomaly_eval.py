@@ -172,9 +172,13 @@ def score_series(series: Series, make: Callable[[], SeriesDetector]) -> Array:
 
 
 def run_anomaly_eval(
-    corpus: Path, out: Path | None, make: Callable[[], SeriesDetector]
+    corpus: Path, out: Path | None, make: Callable[[], SeriesDetector], plot: Path | None = None
 ) -> AnomalyReport:
+    """Every series of ``corpus`` through a fresh detector; the NAB scores where it has labels.
+    ``out``: the scores as CSV; ``plot``: a PNG per series (values, scores, label windows and
+    the standard profile's threshold)."""
     series, windows = load_corpus(corpus)
+    kept: list[tuple[Series, Array]] = []
     scored: list[ScoredFile] = []
     spent = 0.0
     points = 0
@@ -195,9 +199,20 @@ def run_anomaly_eval(
             scored.append(
                 ScoredFile(scores, windows[s.name], probation_length(len(scores)), s.name)
             )
+        if plot is not None:
+            kept.append((s, scores))
     report = AnomalyReport(series=len(series), points=points, seconds=spent, labelled=len(scored))
     if scored:
         report.results = {name: sweep(scored, p) for name, p in PROFILES.items()}
+    if plot is not None:
+        from streams.plots import series_png
+
+        standard = report.results.get("standard")
+        threshold = standard.threshold if standard else None
+        for s, scores in kept:
+            spans = [(s.times[a], s.times[b]) for a, b in windows.get(s.name, [])]
+            png = plot / (s.name.removesuffix(".csv").replace("/", "__") + ".png")
+            series_png(png, s.name, s.times, s.values, scores, spans, threshold)
     return report
 
 

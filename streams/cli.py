@@ -73,6 +73,22 @@ def dispatch(broker: str | None, config: Path | None) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9099, show_default=True)
+@click.option("--secret", envvar="INFERWATCH_SINK_SECRET",
+              help="Standard Webhooks key to check signatures (whsec_... or text).")  # fmt: skip
+def sink(host: str, port: int, secret: str | None) -> None:
+    """Receive webhooks and show them: one log line per delivery (alerts, signature check),
+    the last 100 on GET /. For trying alerting out before pointing it at a paging tool."""
+    from streams.sink import run_sink
+
+    try:
+        run_sink(host, port, secret)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
 @main.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 def check_config(file: Path) -> None:
@@ -437,6 +453,8 @@ def eval_group() -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="The forest's seed.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the report as JSON here ('-': only JSON, to stdout).")  # fmt: skip
+@click.option("--plot", type=click.Path(path_type=Path, file_okay=False),
+              help="Write the confusion matrix as confusion.png here.")  # fmt: skip
 def eval_classify(
     dataset: Path,
     train_dirs: tuple[Path, ...],
@@ -448,6 +466,7 @@ def eval_classify(
     train_epochs: int,
     seed: int,
     json_out: Path | None,
+    plot: Path | None,
 ) -> None:
     """Replay a recorded dataset through the classifier, test-then-train; print the confusion
     matrix, per-class F1, macro-F1 and the QoE errors against the ground truth."""
@@ -461,6 +480,12 @@ def eval_classify(
             dataset, train_dirs, names == "on", cat, batch_size, seed, records, train_records,
             train_epochs,
         )  # fmt: skip
+        if plot is not None:
+            from detectors.classes import CLASSES
+            from streams.plots import confusion_png
+
+            title = f"{dataset.name}, names {names}: macro-F1 {report.macro_f1():.3f}"
+            confusion_png(plot / "confusion.png", report.confusion, CLASSES, title)
     except (InferwatchError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     _emit_report(report.as_dict(), report.text(), json_out)
@@ -479,8 +504,14 @@ def eval_classify(
 )  # fmt: skip
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the report as JSON here ('-': only JSON, to stdout).")  # fmt: skip
+@click.option("--plot", type=click.Path(path_type=Path, file_okay=False),
+              help="Write a PNG per series here: values, scores, labels, threshold.")  # fmt: skip
 def eval_anomaly(
-    corpus: Path, out: Path | None, config_path: Path | None, json_out: Path | None
+    corpus: Path,
+    out: Path | None,
+    config_path: Path | None,
+    json_out: Path | None,
+    plot: Path | None,
 ) -> None:
     """Run the worker's anomaly detector over every series of a NAB-format corpus, strictly
     online; write the scores and, when the corpus has labels, print the NAB scores of the
@@ -490,7 +521,7 @@ def eval_anomaly(
 
     try:
         cfg = load_config(config_path)
-        report = run_anomaly_eval(corpus, out, cfg.anomaly.detector.build)
+        report = run_anomaly_eval(corpus, out, cfg.anomaly.detector.build, plot)
     except (InferwatchError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     _emit_report(report.as_dict(), report.text(), json_out)

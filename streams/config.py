@@ -67,6 +67,12 @@ class KafkaConfig(_Section):
     flows_partitions: int = Field(
         8, ge=1, description="partitions of flows.v1 (the unit of link sharding)"
     )
+    replication_factor: int | None = Field(
+        None, ge=1, description="replicas of each topic the worker creates; null: min(3, brokers)"
+    )
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="replicas a write waits for (acks=all); null: min(2, replicas)"
+    )
     ingest_group: str = "inferwatch-ingest"
     app_id: str = "inferwatch"
     session_timeout_seconds: float = Field(30.0, gt=0)

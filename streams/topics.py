@@ -26,22 +26,43 @@ log = logging.getLogger(__name__)
 STATE_MESSAGE_BYTES = 64 << 20
 
 
-def wanted_topics(cfg: Config) -> list[NewTopic]:
+def replication(cfg: Config, brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of the topics to create on ``brokers``:
+    as configured, else safe on a cluster of three or more (3 and 2) and still right on one.
+
+    >>> cfg = Config()
+    >>> replication(cfg, 1), replication(cfg, 3), replication(cfg, 5)
+    ((1, 1), (3, 2), (3, 2))
+    """
+    rf = cfg.kafka.replication_factor or min(3, brokers)
+    if rf > brokers:
+        raise ServiceError(
+            f"kafka.replication_factor is {rf} but the cluster has {brokers} brokers"
+        )
+    isr = cfg.kafka.min_insync_replicas or min(2, rf)
+    if isr > rf:
+        raise ServiceError(f"kafka.min_insync_replicas {isr} is above the replication factor {rf}")
+    return rf, isr
+
+
+def wanted_topics(cfg: Config, brokers: int = 1) -> list[NewTopic]:
+    """Every topic the worker uses, replicated for a cluster of ``brokers``."""
     k = cfg.kafka
-    big = {"max.message.bytes": str(k.max_message_bytes)}
+    rf, isr = replication(cfg, brokers)
+    base = {"min.insync.replicas": str(isr)}
+    big = {**base, "max.message.bytes": str(k.max_message_bytes)}
+    state = {**base, "cleanup.policy": "compact", "max.message.bytes": str(STATE_MESSAGE_BYTES)}
     return [
-        NewTopic(k.topics.raw, k.raw_partitions, 1),
-        NewTopic(k.topics.flows, k.flows_partitions, 1, topic_configs=big),
-        NewTopic(k.topics.dlq, k.raw_partitions, 1, topic_configs=big),
-        NewTopic(k.topics.alerts, 1, 1),
-        NewTopic(cfg.analysis.toptalkers_topic, 1, 1),
-        NewTopic(cfg.analysis.series_topic, 1, 1),
-        NewTopic(cfg.classify.feedback_topic, 1, 1),
-        NewTopic(cfg.classify.checkpoint_topic, 1, 1, topic_configs={
-            "cleanup.policy": "compact", "max.message.bytes": str(STATE_MESSAGE_BYTES)}),
-        NewTopic(cfg.linkstate.topic, k.flows_partitions, 1, topic_configs={
-            "cleanup.policy": "compact", "max.message.bytes": str(STATE_MESSAGE_BYTES)}),
-    ]  # fmt: skip
+        NewTopic(k.topics.raw, k.raw_partitions, rf, topic_configs=base),
+        NewTopic(k.topics.flows, k.flows_partitions, rf, topic_configs=big),
+        NewTopic(k.topics.dlq, k.raw_partitions, rf, topic_configs=big),
+        NewTopic(k.topics.alerts, 1, rf, topic_configs=base),
+        NewTopic(cfg.analysis.toptalkers_topic, 1, rf, topic_configs=base),
+        NewTopic(cfg.analysis.series_topic, 1, rf, topic_configs=base),
+        NewTopic(cfg.classify.feedback_topic, 1, rf, topic_configs=base),
+        NewTopic(cfg.classify.checkpoint_topic, 1, rf, topic_configs=state),
+        NewTopic(cfg.linkstate.topic, k.flows_partitions, rf, topic_configs=state),
+    ]
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -133,11 +154,14 @@ async def ensure_topics(cfg: Config, wait: float = 30.0) -> list[str]:
         raise ServiceError(f"cannot reach the Kafka broker at {cfg.kafka.broker}: {exc!r}") from exc
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in wanted_topics(cfg) if t.name not in existing]
+        brokers = len((await admin.describe_cluster())["brokers"])
+        missing = [t for t in wanted_topics(cfg, brokers) if t.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
                 await admin.create_topics(missing)
-            log.info("created topics: %s", ", ".join(t.name for t in missing))
+            log.info("created topics: %s (replicas %d, min in sync %s)",
+                     ", ".join(t.name for t in missing), missing[0].replication_factor,
+                     missing[0].topic_configs["min.insync.replicas"])  # fmt: skip
         return [t.name for t in missing]
     except KafkaError as exc:
         raise ServiceError(f"cannot create topics on {cfg.kafka.broker}: {exc!r}") from exc

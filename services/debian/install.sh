@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and the lab use when a command they provide is missing:
 # softflowd (softflowd, softflowctl), pmacct (nfacctd with its Kafka plugin), iproute2 (ip, tc),
-# openssl, prometheus (prometheus, promtool) and prometheus-alertmanager. Idempotent: with every
+# openssl, prometheus (prometheus, promtool), prometheus-alertmanager and docker-compose (its
+# `config` check of docker-compose.yml needs no Docker engine). Idempotent: with every
 # command present it installs nothing. Needs root to install (the lab needs root anyway).
 # The packages' services are not started: the tests start what they need on loopback.
 set -euo pipefail
@@ -10,6 +11,7 @@ declare -A package_of=(
   [softflowd]=softflowd [softflowctl]=softflowd [nfacctd]=pmacct
   [ip]=iproute2 [tc]=iproute2 [openssl]=openssl
   [prometheus]=prometheus [promtool]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
+  [docker-compose]=docker-compose
 )
 missing=()
 for cmd in "${!package_of[@]}"; do

@@ -132,3 +132,44 @@ def test_runbook_links_go_under_the_configured_base(tmp_path):
     assert body["alerts"][0]["annotations"]["runbook_url"] == f"{base}/InferwatchLinkAnomaly.md"
     as_is = orjson.loads(body_for(d.receivers["ops"], "A", [event]))
     assert as_is["alerts"][0]["annotations"]["runbook_url"] == event["annotations"]["runbook_url"]
+
+
+async def test_the_sink_shows_each_delivery_and_checks_its_signature(tmp_path):
+    """`inferwatch sink` (the compose stack's receiver): the dispatcher's signed delivery is
+    listed with "signature ok"; one signed with another key is refused (401)."""
+    import socket
+    import time
+
+    import aiohttp
+    from aiohttp import web
+
+    from streams.sink import make_app
+
+    runner = web.AppRunner(make_app(secret="right key"))
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
+    try:
+        for key in ("right key", "wrong key"):
+            cfg = Config(dispatch=DispatchConfig(
+                receivers=[ReceiverConfig(name="ops", url=f"http://127.0.0.1:{port}/alerts",
+                                          secret=key)],
+                state_path=str(tmp_path / f"{key}.json"), group_wait_seconds=0,
+            ))  # fmt: skip
+            d = Dispatcher(cfg, clock=time.time)
+            d.apply(ev("firing"))
+            d.flush()
+            async with aiohttp.ClientSession() as session:
+                await d.deliver(session)
+            assert (d.delivered, d.dropped) == ((1, 0) if key == "right key" else (0, 1))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/") as resp,
+        ):
+            seen = await resp.json()
+    finally:
+        await runner.cleanup()
+    assert [s["signature"] for s in seen] == ["ok", "bad"]
+    assert seen[0]["summary"] == "firing: A (1 alert; signature ok)"
+    assert seen[0]["body"]["alerts"][0]["labels"]["link"] == "l1"
