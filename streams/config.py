@@ -2,7 +2,7 @@
 
 Precedence, lowest first: the defaults below, the YAML file, then environment variables named
 ``INFERWATCH_<SECTION>__<KEY>`` (read by pydantic-settings: a string key takes the value as it
-is, ``#`` and all; a list or mapping is JSON), then command-line flags.
+is, ``#`` and all; a list or mapping is JSON or YAML's flow style), then command-line flags.
 
 >>> cfg = load_config(None, env={"INFERWATCH_KAFKA__BROKER": "127.0.0.1:19092"})
 >>> cfg.kafka.broker
@@ -467,6 +467,16 @@ class _EnvSource(EnvSettingsSource):
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return self._given
 
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        """JSON, or YAML's flow style as these variables took before (``[bytes, flows]``)."""
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            try:
+                return yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ValueError(f"{field_name}: neither JSON nor YAML") from None
+
 
 def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The overrides in ``env`` as a tree, and each variable's key path (for messages)."""
@@ -486,7 +496,7 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, li
     except SettingsError as exc:
         field = str(exc).split('"')[1] if '"' in str(exc) else ""
         names = [n for n, p in paths.items() if p[0] == field] or list(paths)
-        raise ConfigError(f"{names[0]}: {field}: a list or mapping is written as JSON") from exc
+        raise ConfigError(f"{names[0]}: {field}: a list or mapping, as JSON or YAML") from exc
     return tree, paths
 
 

@@ -53,3 +53,12 @@ def test_string_keys_from_the_environment_are_taken_as_they_are(secret):
     }
     cfg = load_config(None, env=env)
     assert cfg.http.password() == secret
+
+
+@pytest.mark.parametrize(
+    ("value", "series"),
+    [('["bytes", "flows"]', ["bytes", "flows"]), ("[bytes, flows]", ["bytes", "flows"])],
+)
+def test_lists_from_the_environment_are_json_or_yaml_flow_style(value, series):
+    cfg = load_config(None, env={"INFERWATCH_ANOMALY__SERIES": value})
+    assert cfg.anomaly.series == series
