@@ -388,9 +388,11 @@ def classify_cmd(
 
     from streams.endpoints import DEFAULT_ENDPOINTS_PATH, load_endpoints
     from streams.offline import build_classifier, classify_pcap, summary_table
+    from streams.probe import check_capture
 
     seen: list[tuple[str, int]] = []
     try:
+        check_capture(pcap)  # before minutes of learning, not after
         cat = load_endpoints(catalog or DEFAULT_ENDPOINTS_PATH)
         clf = build_classifier(cat, names == "on", model, train_dirs)
         if save_model is not None:

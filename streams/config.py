@@ -494,9 +494,13 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, li
     try:
         tree = _EnvSource({n: env[n] for n in paths})()
     except SettingsError as exc:
-        field = str(exc).split('"')[1] if '"' in str(exc) else ""
-        names = [n for n, p in paths.items() if p[0] == field] or list(paths)
-        raise ConfigError(f"{names[0]}: {field}: a list or mapping, as JSON or YAML") from exc
+        for name, path in paths.items():  # which one: each alone
+            try:
+                _EnvSource({name: env[name]})()
+            except SettingsError:
+                where = ".".join(path)
+                raise ConfigError(f"{name}: {where}: a list or mapping, as JSON or YAML") from exc
+        raise ConfigError(f"environment: {exc}") from exc
     return tree, paths
 
 
