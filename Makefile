@@ -66,9 +66,9 @@ lab-setup:
 # With BROKER=HOST:PORT, `make run` uses that broker instead of starting a local one.
 run: setup
 ifdef BROKER
-	@$(PY) -m streams.devrun --broker $(BROKER) --metrics-port $(METRICS_PORT)
+	@$(PY) -m streams.tools.devrun --broker $(BROKER) --metrics-port $(METRICS_PORT)
 else
-	@KAFKA_PORT=$(RUN_PORT) $(KAFKA) run $(PY) -m streams.devrun --broker 127.0.0.1:$(RUN_PORT) --metrics-port $(METRICS_PORT)
+	@KAFKA_PORT=$(RUN_PORT) $(KAFKA) run $(PY) -m streams.tools.devrun --broker 127.0.0.1:$(RUN_PORT) --metrics-port $(METRICS_PORT)
 endif
 
 CODE := $(wildcard streams detectors tests bench lab)
@@ -81,7 +81,7 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest -m "not integration" --doctest-modules streams detectors tests
+	$(PY) -m pytest -m "not integration" --doctest-modules streams detectors lab tests
 
 integration: setup lab-setup
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \

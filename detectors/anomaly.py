@@ -1,5 +1,8 @@
 """Streaming anomaly detection on one numeric series: pattern novelty with a learned likelihood.
 
+Over 400 lines: the detector's contract, parameters and state, and the loading of every
+checkpoint format it ever wrote (1 to 7), which must stay beside the state it restores.
+
 The contract (``SeriesDetector``): ``score_one(x, t)`` scores a new point without learning it,
 in [0, 1], high = anomalous; ``learn_one(x, t)`` then learns it. Strictly online: a score at
 time t uses only points up to t. Parameters are stored as passed; the detector holds no

@@ -10,7 +10,7 @@ and ``warning_windows``; it falls back (to ``warning`` or ``ok``) only after ``c
 windows under the level minus ``hysteresis``. So a burst shorter than the raise durations
 raises nothing, and a level hovering at a threshold does not flap. The second input is a
 *degradation*: the worst of the link's latency and loss signals (AI time to first token, TCP
-handshake round trip, TCP retransmissions; streams/congestion.py) over its own warning level,
+handshake round trip, TCP retransmissions; streams/links/congestion.py) over its own warning level,
 so 1 means "a signal is at its warning level". At 1 or more while the smoothed utilisation is
 at least ``qoe_utilisation``, the window counts as ``warning`` too (queues hurt agentic AI
 before the link looks full; the utilisation floor keeps a slow AI provider, or loss on an idle

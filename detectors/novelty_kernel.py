@@ -1,5 +1,8 @@
 """The arithmetic of ``detectors.anomaly.NoveltyDetector``, compiled with numba.
 
+Over 400 lines: one compiled kernel, whose steps must stay those of detectors.anomaly in
+the same order, side by side; numba compiles a module's functions together.
+
 A detector's state is a handful of numpy arrays (``NoveltyDetector.state``): its scalars in
 two vectors indexed by the constants below, its rings in arrays of their own. ``evaluate``
 scores a point and keeps what learning it needs in the scalars (so ``learn`` after

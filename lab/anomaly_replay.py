@@ -24,10 +24,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from detectors.windows import FIELDS, ClosedWindow
-from streams.analysis import CLASSES
-from streams.anomalies import LinkAnomalies
-from streams.config import AnomalyConfig, _set_path
-from streams.metrics import AnomalyMetrics
+from streams.config import AnomalyConfig, set_path
+from streams.links.analysis import CLASSES
+from streams.links.anomalies import LinkAnomalies
+from streams.links.metrics import AnomalyMetrics
 
 SERIES = ["bytes", "packets", "flows", "ai_share"]
 QUIET = (640.0, 1315.0)
@@ -67,7 +67,7 @@ def main() -> None:
     overrides: dict[str, Any] = {}
     for text in args.set:  # detector.margin=1.5 -> {"detector": {"margin": 1.5}}
         path, _, value = text.partition("=")
-        _set_path(overrides, path.split("."), yaml.safe_load(value))
+        set_path(overrides, path.split("."), yaml.safe_load(value))
     out = replay(args.keep, overrides)
     print("fired:", out["fired"])
     print("highest level in the quiet minutes:", {

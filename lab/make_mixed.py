@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from streams.synth import native
+from streams.tools.synth import native
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 MALFORMED = [

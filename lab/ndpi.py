@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streams.ingest.decode import BatchDecoder
-from streams.probe import ProbeOptions, meter, to_record
+from streams.codecs.decode import BatchDecoder
+from streams.probe.meter import ProbeOptions, meter, to_record
 
 HERE = Path(__file__).parent / "thirdparty" / "ndpi"
 CAPTURES = (".pcap", ".pcapng")

@@ -39,7 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from lab.run import match, read_jsonl, run_scenario
 from lab.topology import LabError
-from streams.topics import read_to_end
+from streams.kafka import read_to_end
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 ARTEFACTS = ("lab.pcap", "truth.jsonl")

@@ -30,7 +30,7 @@ from detectors.flows import FORMATS
 from lab.capture import Recorder
 from lab.exporters import Nfacctd, Softflowd
 from lab.topology import Lab, LabError, LinkSpec, Shape
-from streams.ingest.decode import BatchDecoder
+from streams.codecs.decode import BatchDecoder
 
 
 def link_spec(scenario: Path) -> LinkSpec:

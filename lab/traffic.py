@@ -1,5 +1,8 @@
 """Traffic generators with ground truth: one server, one client, every class.
 
+Over 400 lines, for now: the lab's server and client live in one module that
+``python -m lab.traffic server|client`` runs in each namespace; they are yet to be split.
+
 ``python -m lab.traffic server --dir D`` runs in the server namespace: an HTTPS server (aiohttp,
 TLS with a self-signed certificate for every lab server name) speaking an OpenAI-compatible
 chat completions API (``stream: true`` as server-sent events, or one JSON response), a

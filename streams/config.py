@@ -1,5 +1,8 @@
 """Typed configuration: defaults in code, commented YAML in config/, env overrides, no unknown keys.
 
+Over 400 lines: one typed tree of every section, so that defaults, the commented YAML
+(config/inferwatch.yaml, tested equal to them) and check-config see one whole.
+
 Precedence, lowest first: the defaults below, the YAML file, then environment variables named
 ``INFERWATCH_<SECTION>__<KEY>`` (read by pydantic-settings: a string key takes the value as it
 is, ``#`` and all; a list or mapping is JSON or YAML's flow style), then command-line flags.
@@ -269,7 +272,7 @@ class AnomalyConfig(_Section):
 
 
 class LinkStateConfig(_Section):
-    """Where the per-link detector state (anomaly, congestion) is saved (streams/linkstate.py)."""
+    """Where the per-link detector state (anomaly, congestion) is saved (streams/links/state.py)."""
 
     checkpoint: Literal["kafka", "off"] = "kafka"
     topic: str = "linkstate.v1"
@@ -444,7 +447,7 @@ def resolve_path(path: str | None) -> Path | None:
     return p
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node = tree
     for part in path[:-1]:
         child = node.setdefault(part, {})
@@ -560,7 +563,7 @@ def load_config(
         raise ConfigError(f"{where}: {format_error(exc)}") from exc
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_path(tree, dotted.split("."), value)
+            set_path(tree, dotted.split("."), value)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.topics import committed
+from streams.kafka import committed
 
 __all__ = ["committed", "create_topic", "produce", "read_all"]
 

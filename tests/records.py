@@ -1,4 +1,4 @@
-"""Test records: valid ones of every format (from streams.synth) and malformed ones with the
+"""Test records: valid ones of every format (from streams.tools.synth) and malformed ones with the
 reason the worker must give them."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.synth import goflow2, native, pmacct, pmacct_time, valid_records
+from streams.tools.synth import goflow2, native, pmacct, pmacct_time, valid_records
 
 __all__ = ["SAMPLES", "malformed_records", "sample_lines", "valid_records"]
 

@@ -17,7 +17,7 @@ log=.cache/lab-and-unit-tests.log
   "$PY" -m pytest -p no:cacheprovider -m integration --durations=10 tests/integration/test_lab_*.py
   lab=$?
   "$PY" -m pytest -p no:cacheprovider -m "not integration" --doctest-modules --durations=5 \
-    streams detectors tests
+    streams detectors lab tests
   unit=$?
   echo "== exit codes: lab tests $lab, unit tests and doctests $unit"
   [ "$lab" -eq 0 ] && [ "$unit" -eq 0 ]

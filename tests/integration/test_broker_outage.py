@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from streams.topics import committed
+from streams.kafka import committed
 from tests.conftest import REPO, WorkerProcess
 from tests.kafka_util import create_topic, produce
 from tests.records import valid_records

@@ -15,7 +15,7 @@ import pytest
 
 from lab.run import read_jsonl
 from streams.config import ClassifyConfig, resolve_path
-from streams.evaluate import TRAIN_EPOCHS, load_dataset
+from streams.links.datasets import TRAIN_EPOCHS, load_dataset
 from tests.kafka_util import produce, read_all
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from streams.ingest.decode import BatchDecoder
-from streams.wire import TICK_KEY, decode_batch
+from streams.codecs.decode import BatchDecoder
+from streams.codecs.wire import TICK_KEY, decode_batch
 from tests.kafka_util import committed, create_topic, produce, read_all
 from tests.records import malformed_records, valid_records
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.alerts import alert_event
+from streams.codecs.alerts import alert_event
 from tests.conftest import INFERWATCH, free_port
 from tests.kafka_util import create_topic, produce
 

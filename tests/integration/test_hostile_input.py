@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 
-from streams.ingest.decode import BatchDecoder
+from streams.codecs.decode import BatchDecoder
 from tests.kafka_util import create_topic, produce, read_all
 from tests.records import malformed_records, valid_records
 

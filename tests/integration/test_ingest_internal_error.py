@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.config import load_config
-from streams.ingest.service import IngestService
-from streams.links import LinkCatalog
-from streams.metrics import IngestMetrics
+from streams.links.catalog import LinkCatalog
+from streams.worker.ingest import IngestService
+from streams.worker.metrics import IngestMetrics
 from tests.kafka_util import create_topic, produce, read_all
 from tests.records import valid_records
 

@@ -342,7 +342,7 @@ def _per_chat(raw: list[bytes], log: Path) -> list[tuple[int, float, float]]:
     """(client port, estimated TTFT, true TTFT) of each chat in ``log``: its probe record
     (the one with most packets, of the 5-tuple) through the worker's estimator."""
     from detectors.behaviour import qoe
-    from streams.ingest.decode import BatchDecoder
+    from streams.codecs.decode import BatchDecoder
 
     batch = BatchDecoder().decode(raw, [time.time()] * len(raw)).batch
     est = qoe(batch)["ttft_s"]

@@ -10,8 +10,8 @@ import faust
 import pytest
 from faust.exceptions import PartitionsMismatch
 
-from streams.app import WindowsTable, _fetch_wait
 from streams.config import load_config
+from streams.worker.app import WindowsTable, _fetch_wait
 
 
 async def _fetch_wait_of(tmp_path: Path, wait: int | None) -> int:

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from detectors.anomaly import FORMAT, NoveltyDetector, _Recent, upper_tail_log10
 from detectors.nab import PROFILES, ScoredFile, probation_length, sigma, sweep, windows_from_labels
-from streams.anomaly_eval import load_corpus, run_anomaly_eval
 from streams.cli import main
 from streams.config import Config
+from streams.tools.anomaly_eval import load_corpus, run_anomaly_eval
 
 NAB_DEV = Path(__file__).resolve().parents[2] / "bench" / "nab-dev"
 # a checkpoint of the detector as it was written in Python (format 6, commit 8ae1175): ten days

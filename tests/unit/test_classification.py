@@ -14,11 +14,12 @@ from detectors.catalog import FAMILY, NONE, Endpoint, EndpointCatalog
 from detectors.classes import AI_CLASSES, CLASSES, INDEX, OTHER
 from detectors.classify import TrafficClassifier, catalog_prior
 from detectors.flows import FlowBatch
-from streams.classification import asked_ttft
 from streams.config import DATA_DIR
-from streams.endpoints import DEFAULT_ENDPOINTS_PATH, catalog_from_dict, load_endpoints
 from streams.errors import ConfigError
-from streams.evaluate import evaluate, load_dataset
+from streams.links.classification import asked_ttft
+from streams.links.datasets import load_dataset
+from streams.links.endpoints import DEFAULT_ENDPOINTS_PATH, catalog_from_dict, load_endpoints
+from streams.tools.evaluate import evaluate
 
 RECORDINGS = Path(__file__).parents[2] / "lab" / "recordings"
 BOOTSTRAP = DATA_DIR / "bootstrap"  # the lab's evaluation sets and real non-AI traffic
@@ -186,7 +187,7 @@ def test_classify_a_capture_offline_with_a_saved_model(tmp_path):
     ("train_on", "test_on"), [("eval-a-3m", "eval-b-3m"), ("eval-b-3m", "eval-c-3m")]
 )
 def test_behaviour_only_targets_on_a_link_the_model_did_not_learn_on(train_on, test_on):
-    from streams.evaluate import run_eval
+    from streams.tools.evaluate import run_eval
 
     report = run_eval(BOOTSTRAP / test_on, [BOOTSTRAP / train_on], False, EndpointCatalog([]))
     d = report.as_dict()
@@ -201,9 +202,9 @@ def _classification(clock: Any = None, alert: Any = None, **settings: Any) -> An
     """The worker's Classification with no catalog and no bootstrap, ``settings`` its own."""
     from prometheus_client import CollectorRegistry
 
-    from streams.classification import Classification
     from streams.config import ClassifyConfig
-    from streams.metrics import ClassifierMetrics
+    from streams.links.classification import Classification
+    from streams.links.metrics import ClassifierMetrics
 
     cfg = ClassifyConfig(bootstrap=[], endpoints_file=None, **settings)
     extra = {"clock": clock} if clock is not None else {}
@@ -284,7 +285,7 @@ def test_real_non_ai_captures_the_model_never_saw_are_not_taken_for_ai():
     learns the lab's recordings with or without the other real captures, interleaved as the
     worker's bootstrap does, then predicts the held-out flows with names off."""
     from detectors.classifier import FlowClassifier
-    from streams.evaluate import Dataset, train
+    from streams.links.datasets import Dataset, train
 
     real = load_dataset(BOOTSTRAP / "ndpi-real", "all")
     apps = ("netflix.pcap", "teams.pcap", "discord.pcap")
@@ -315,7 +316,7 @@ def test_chats_over_quic_a_model_never_saw_over_quic_are_taken_for_ai():
     """eval-d carries half its chats and API calls over HTTP/3: a model that learned the lab's
     other recordings (chats over TCP only) and the real captures predicts them, names off."""
     from detectors.classifier import FlowClassifier
-    from streams.evaluate import train
+    from streams.links.datasets import train
 
     clf = TrafficClassifier(EndpointCatalog([]), FlowClassifier(), names=False)
     train(clf, [load_dataset(BOOTSTRAP / n, "all") for n in (*EVAL_ABC, "ndpi-real")])
@@ -338,7 +339,7 @@ def test_bench_model_reports_both_copies_from_one_bootstrap():
     """``inferwatch bench model``: the bounded copy stops every bootstrapped tree (29 to 128
     leaves, and background trees) at 8 and sheds their split statistics; the unbounded one
     keeps them."""
-    from streams.bench_model import run_model
+    from streams.tools.bench_model import run_model
 
     out = run_model(flows=300, step=150, max_leaves=8)
     bounded, unbounded = out["bounded"], out["unbounded"]

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from detectors.flows import FORMATS
-from streams.ingest.decode import BatchDecoder
-from streams.ingest.reasons import REASONS
-from streams.links import LinkCatalog
+from streams.codecs.decode import BatchDecoder
+from streams.codecs.reasons import REASONS
+from streams.links.catalog import LinkCatalog
 from tests.records import malformed_records, sample_lines, valid_records
 
 NOW = time.time()

@@ -58,7 +58,7 @@ def test_check_config_command(tmp_path):
 
 
 def test_gc_threshold_is_applied_and_zero_keeps_pythons():
-    from streams.worker import tune_gc
+    from streams.worker.run import tune_gc
 
     before = gc.get_threshold()
     try:

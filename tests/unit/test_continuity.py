@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from streams.continuity import Continuity
+from streams.worker.continuity import Continuity
 
 
 class Partition:

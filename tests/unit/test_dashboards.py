@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from streams import metrics
+from streams.links import metrics as link_metrics
+from streams.worker import metrics as worker_metrics
 
 ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "config" / "grafana"
@@ -99,7 +101,12 @@ def test_every_panel_query_parses(tmp_path):
 
 @pytest.mark.parametrize(("dashboard", "title", "expr"), panel_queries())
 def test_panels_use_only_real_metrics_and_recording_rules(dashboard, title, expr):
-    exported = set(re.findall(r'"(inferwatch_[a-z0-9_]+)"', Path(metrics.__file__).read_text()))
+    exported = set(
+        re.findall(
+            r'"(inferwatch_[a-z0-9_]+)"',
+            "".join(Path(m.__file__).read_text() for m in (metrics, link_metrics, worker_metrics)),
+        )
+    )
     recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"]
                 for r in g["rules"] if "record" in r}  # fmt: skip
     for name in re.findall(r"\b(inferwatch_[a-z0-9_]+)", expr):

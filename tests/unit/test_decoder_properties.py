@@ -8,8 +8,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.ingest.decode import BatchDecoder
-from streams.ingest.reasons import REASONS
+from streams.codecs.decode import BatchDecoder
+from streams.codecs.reasons import REASONS
 from tests.records import valid_records
 
 NOW = time.time()

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from streams.demo import DemoPlan, DemoTraffic
-from streams.ingest.decode import BatchDecoder
-from streams.links import LinkCatalog
+from streams.codecs.decode import BatchDecoder
+from streams.links.catalog import LinkCatalog
+from streams.tools.demo import DemoPlan, DemoTraffic
 
 EXAMPLE_LINKS = Path(__file__).parents[2] / "config" / "links.yaml"
 T0 = 1.8e9

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.alerts import alert_event
+from streams.codecs.alerts import alert_event
 from streams.config import Config, DispatchConfig, ReceiverConfig
-from streams.dispatch import Dispatcher, body_for, retry_after
+from streams.dispatch.dispatcher import Dispatcher, body_for, retry_after
 
 
 def make(tmp_path, clock, fmt="alertmanager") -> Dispatcher:
@@ -143,7 +143,7 @@ async def test_the_sink_shows_each_delivery_and_checks_its_signature(tmp_path):
     import aiohttp
     from aiohttp import web
 
-    from streams.sink import make_app
+    from streams.dispatch.sink import make_app
 
     runner = web.AppRunner(make_app(secret="right key"))
     await runner.setup()

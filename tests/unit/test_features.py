@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from detectors.features import FEATURES, flow_features
-from streams.ingest.decode import BatchDecoder
+from streams.codecs.decode import BatchDecoder
 from tests.records import valid_records
 
 

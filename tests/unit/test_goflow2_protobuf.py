@@ -8,8 +8,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.ingest import goflow2pb
-from streams.ingest.decode import BatchDecoder
+from streams.codecs import goflow2pb
+from streams.codecs.decode import BatchDecoder
 from tests.records import SAMPLES, sample_lines
 
 NOW = time.time()

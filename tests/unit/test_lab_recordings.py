@@ -13,8 +13,8 @@ import yaml
 from lab.record import stretch
 from lab.run import match, read_jsonl, signature
 from lab.traffic import CLASSES, HTTPS_PORT, TELEMETRY_PORT, Scenario
+from streams.codecs.decode import BatchDecoder
 from streams.config import DATA_DIR
-from streams.ingest.decode import BatchDecoder
 
 ROOT = Path(__file__).parents[2] / "lab" / "recordings"
 BOOTSTRAP = DATA_DIR / "bootstrap"
@@ -84,7 +84,7 @@ def test_scenario_validation(tmp_path, spec, message):
 
 @pytest.mark.parametrize("name", WITH_PCAP)
 def test_the_probe_meters_a_recorded_pcap_into_the_recorded_records(name):
-    from streams.probe import ProbeOptions, meter, to_record
+    from streams.probe.meter import ProbeOptions, meter, to_record
 
     fields = ("src_ip", "src_port", "dst_ip", "dst_port", "proto", "bytes_fwd", "bytes_rev",
               "packets_fwd", "packets_rev", "server_name", "pkts")  # fmt: skip

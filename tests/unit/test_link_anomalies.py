@@ -7,9 +7,9 @@ from prometheus_client import CollectorRegistry
 
 from detectors.classes import CLASSES, INDEX
 from detectors.windows import BYTES_IN, BYTES_OUT, FIELDS, FLOWS, PACKETS_IN, ClosedWindow
-from streams.anomalies import ALERTNAME, LinkAnomalies, series_values
 from streams.config import AnomalyConfig, DetectorConfig
-from streams.metrics import AnomalyMetrics
+from streams.links.anomalies import ALERTNAME, LinkAnomalies, series_values
+from streams.links.metrics import AnomalyMetrics
 
 W = 10.0
 FAST = DetectorConfig(window=6, memory=500, warmup=30, short=3, long=500, fire=1.0, hold=30)
@@ -223,7 +223,7 @@ def test_a_small_count_series_fires_on_a_surge_not_on_counting_noise(monkeypatch
     calm = [int(x) for x in rng.choice([2, 3, 3, 4], 260)]
     noisy = [*calm[:200], 1, 7, 1, 7, 2, 6, *calm[200:]]
     surge = noisy + [40] * 5 + calm[:20]
-    monkeypatch.setattr("streams.anomalies.COUNTS", frozenset())
+    monkeypatch.setattr("streams.links.anomalies.COUNTS", frozenset())
     assert _flows_run(noisy), "without the noise floor the jumps fire: the test means nothing"
     monkeypatch.undo()
     assert _flows_run(noisy) == []
@@ -237,7 +237,7 @@ def test_a_kept_lab_run_replays_offline_like_the_worker(tmp_path) -> None:
     import orjson
 
     from lab.anomaly_replay import replay
-    from streams.analysis import window_record
+    from streams.links.analysis import window_record
 
     rates = _traffic(400)
     rates[300:330] = [0.0] * 30  # the link fails for 30 windows

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from detectors.classes import CLASSES, INDEX
 from detectors.windows import BYTES_IN, BYTES_OUT, FIELDS, ClosedWindow
 from streams.config import CongestionConfig
-from streams.congestion import CONGESTION, PREDICTED, LinkCongestion
-from streams.metrics import CongestionMetrics
+from streams.links.congestion import CONGESTION, PREDICTED, LinkCongestion
+from streams.links.metrics import CongestionMetrics
 
 W = 10.0
 CAP = 100e6  # bits/s
@@ -211,10 +211,10 @@ def test_the_analyzer_hands_each_directions_retransmissions_to_congestion() -> N
     count in "in", the client's in "out", and a record that does not count them is left out
     of the share (not taken as zero)."""
     from detectors.flows import FlowBatch
-    from streams.analysis import Analyzer
     from streams.config import AnalysisConfig
-    from streams.links import Link, LinkCatalog
-    from streams.metrics import LinkMetrics
+    from streams.links.analysis import Analyzer
+    from streams.links.catalog import Link, LinkCatalog
+    from streams.links.metrics import LinkMetrics
 
     reg = CollectorRegistry()
     lc = LinkCongestion(CongestionConfig(), CongestionMetrics(reg), W)

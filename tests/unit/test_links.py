@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from detectors.flows import FORMATS, FlowBatch
 from streams.cli import main
 from streams.errors import ConfigError
-from streams.links import LinkCatalog
+from streams.links.catalog import LinkCatalog
 
 EXAMPLE_LINKS = Path(__file__).parents[2] / "config" / "links.yaml"  # the example make run uses
 

@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry
 
 from detectors.classes import CLASSES, INDEX
 from detectors.windows import BYTES_IN, BYTES_OUT, FIELDS, FLOWS, PACKETS_IN, ClosedWindow
-from streams.analysis import Analyzer
-from streams.anomalies import LinkAnomalies
 from streams.config import AnalysisConfig, AnomalyConfig, CongestionConfig, DetectorConfig
-from streams.congestion import LinkCongestion
-from streams.links import Link, LinkCatalog
-from streams.linkstate import LinkStates
-from streams.metrics import AnomalyMetrics, CongestionMetrics, LinkMetrics, LinkStateMetrics
+from streams.links.analysis import Analyzer
+from streams.links.anomalies import LinkAnomalies
+from streams.links.catalog import Link, LinkCatalog
+from streams.links.congestion import LinkCongestion
+from streams.links.metrics import AnomalyMetrics, CongestionMetrics, LinkMetrics, LinkStateMetrics
+from streams.links.state import LinkStates
 
 W = 10.0
 CAP = 100e6

@@ -3,7 +3,7 @@ nfstream's active timeout cuts it into, and forgets flows it no longer needs to.
 
 from __future__ import annotations
 
-from streams.probe import Initiators
+from streams.probe.meter import Initiators
 
 CLIENT, SERVER = ("10.77.0.1", 40000), ("10.77.0.2", 443)
 

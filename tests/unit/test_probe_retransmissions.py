@@ -15,8 +15,8 @@ import dpkt
 import orjson
 import pytest
 
-from streams.ingest.decode import BatchDecoder
-from streams.probe import ProbeOptions, Retransmissions, meter, to_record
+from streams.codecs.decode import BatchDecoder
+from streams.probe.meter import ProbeOptions, Retransmissions, meter, to_record
 
 C4, S4 = "10.0.0.1", "10.0.0.2"
 C6, S6 = "fd00::1", "fd00::2"

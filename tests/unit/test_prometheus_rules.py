@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 
 from streams import metrics
+from streams.links import metrics as link_metrics
+from streams.worker import metrics as worker_metrics
 
 ROOT = Path(__file__).parents[2]
 RULES = ROOT / "config" / "prometheus" / "rules" / "inferwatch.rules.yml"
@@ -48,7 +50,7 @@ def test_every_alert_is_tested_firing_and_has_severity_annotations_and_a_runbook
 
 
 def test_rules_use_only_metrics_the_worker_exports():
-    source = Path(metrics.__file__).read_text()
+    source = "".join(Path(m.__file__).read_text() for m in (metrics, link_metrics, worker_metrics))
     exported = set(re.findall(r'"(inferwatch_[a-z0-9_]+)"', source))
     text = RULES.read_text()
     used = set(re.findall(r"\b(inferwatch_[a-z0-9_]+)", text))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import orjson
 
-from streams.ingest.decode import BatchDecoder
+from streams.codecs.decode import BatchDecoder
 from tests.records import SAMPLES
 
 
 def test_retime_moves_samples_to_now_and_keeps_durations(tmp_path):
-    from streams.replay import load_lines
+    from streams.tools.replay import load_lines
 
     f = tmp_path / "mix.jsonl"
     f.write_bytes(

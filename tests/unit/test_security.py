@@ -7,10 +7,10 @@ import ipaddress
 import pytest
 from click.testing import CliRunner
 
-from streams.anonymise import Anonymiser
 from streams.cli import main
 from streams.config import load_config
 from streams.errors import ConfigError
+from streams.links.anonymise import Anonymiser
 
 
 def test_secrets_from_a_file_and_never_printed(tmp_path):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from streams.ingest.decode import BatchDecoder
+from streams.codecs.decode import BatchDecoder
+from streams.codecs.wire import WireError, decode_batch, encode_batch
 from streams.metrics import BulkHistogram
-from streams.wire import WireError, decode_batch, encode_batch
 from tests.records import valid_records
 
 
@@ -56,7 +56,7 @@ async def test_metrics_endpoint_serves_only_the_families_asked_for():
     import aiohttp
     from prometheus_client import Counter, Gauge
 
-    from streams.http import HttpService
+    from streams.worker.http import HttpService
 
     registry = CollectorRegistry()
     Counter("demo_records", "Records.", registry=registry).inc(3)
@@ -81,7 +81,7 @@ def test_labelled_bulk_histogram_matches_prometheus_histogram():
     exposition is what prometheus_client's own labelled Histogram gives."""
     from prometheus_client.exposition import generate_latest
 
-    from streams.metrics import GAP_BUCKETS
+    from streams.links.metrics import GAP_BUCKETS
 
     rng = np.random.default_rng(2)
     reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
@@ -113,15 +113,15 @@ def test_the_worker_exposition_passes_promtool_check_metrics():
 
     from prometheus_client.exposition import generate_latest
 
-    from streams.metrics import (
+    from streams.links.metrics import (
         AnomalyMetrics,
         ClassifierMetrics,
         CongestionMetrics,
-        IngestMetrics,
         LinkMetrics,
         LinkStateMetrics,
-        worker_registry,
     )
+    from streams.metrics import worker_registry
+    from streams.worker.metrics import IngestMetrics
 
     registry = worker_registry()
     for part in (IngestMetrics, LinkMetrics, AnomalyMetrics, LinkStateMetrics,

@@ -1,0 +1,173 @@
+"""``inferwatch eval classify``: a recorded lab dataset through the worker's classifier.
+
+The dataset's probe records (``flows.jsonl``, native format: the records with packet
+summaries) are decoded by the worker's decoder, joined to the ground truth by 5-tuple (records
+of flows the lab did not generate, such as the kernel's IGMP report, have no ground truth:
+they are classified and their predictions listed, but neither scored nor learned), ordered
+by export time and replayed in batches, test-then-train: each batch is classified first, then
+learned with its true labels (as operators' labelled feedback would be). ``--train DIR`` first
+learns whole datasets, so the evaluated one can be recorded under conditions the model never
+saw. Reported: the confusion matrix, precision/recall/F1 per class, macro-F1 over the classes
+present and over AI vs the rest, and for streaming AI flows the QoE estimates against the
+source's truth (relative errors of time to first token and tokens per second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors.catalog import EndpointCatalog
+from detectors.classes import AI_CLASSES, CLASSES, class_scores
+from detectors.classify import TrafficClassifier
+from detectors.flows import Array
+from streams.links.datasets import TRAIN_EPOCHS, Dataset, load_dataset, train
+
+
+@dataclass
+class Report:
+    dataset: str
+    names: bool
+    trained_on: list[str]
+    flows: int = 0
+    confusion: Array = field(default_factory=lambda: np.zeros((len(CLASSES),) * 2, dtype=np.int64))
+    unlabelled: dict[str, int] = field(default_factory=dict)  # predicted class -> flows
+    records: str = "probe"  # which metering path's records
+    ttft_errors: list[float] = field(default_factory=list)
+    rate_errors: list[float] = field(default_factory=list)
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        return class_scores(self.confusion)
+
+    def macro_f1(self) -> float:
+        present = [v["f1"] for v in self.per_class().values() if v["support"] > 0]
+        return float(np.mean(present)) if present else 0.0
+
+    def ai_vs_rest_f1(self) -> float:
+        ai = np.array([c in AI_CLASSES for c in CLASSES])
+        cm = self.confusion
+        tp, fn = cm[np.ix_(ai, ai)].sum(), cm[np.ix_(ai, ~ai)].sum()
+        fp, tn = cm[np.ix_(~ai, ai)].sum(), cm[np.ix_(~ai, ~ai)].sum()
+        f_ai = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        f_rest = 2 * tn / (2 * tn + fn + fp) if tn else 0.0
+        return float((f_ai + f_rest) / 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        def med(v: list[float]) -> float | None:
+            return float(np.median(np.abs(v))) if v else None
+
+        return {
+            "dataset": self.dataset, "names": self.names, "trained_on": self.trained_on,
+            "records": self.records, "flows": self.flows,
+            "unlabelled_predicted": self.unlabelled,
+            "macro_f1": self.macro_f1(),
+            "ai_vs_rest_macro_f1": self.ai_vs_rest_f1(), "per_class": self.per_class(),
+            "confusion": {"classes": list(CLASSES), "rows_true_cols_predicted":
+                          self.confusion.tolist()},
+            "qoe": {"streams": len(self.ttft_errors),
+                    "ttft_median_abs_rel_error": med(self.ttft_errors),
+                    "tokens_per_s_median_abs_rel_error": med(self.rate_errors)},
+        }  # fmt: skip
+
+    def text(self) -> str:
+        d = self.as_dict()
+        short = [c.replace("ai-", "").replace("realtime-media", "rt-media")[:9] for c in CLASSES]
+        lines = [
+            f"dataset {self.dataset}: {self.flows} {self.records} records with ground truth, "
+            f"names {'on' if self.names else 'off'}"
+            + (f", trained first on {', '.join(self.trained_on)}" if self.trained_on else ""),
+            "",
+            "confusion (rows: true, columns: predicted)",
+            " " * 16 + " ".join(f"{s:>9}" for s in short),
+        ]
+        for i, name in enumerate(CLASSES):
+            if self.confusion[i].sum() or self.confusion[:, i].sum():
+                lines.append(f"{name:<16}" + " ".join(f"{v:>9}" for v in self.confusion[i]))
+        lines += ["", f"{'class':<16}{'precision':>10}{'recall':>8}{'F1':>7}{'flows':>7}"]
+        for name, v in d["per_class"].items():
+            lines.append(
+                f"{name:<16}{v['precision']:>10.3f}{v['recall']:>8.3f}{v['f1']:>7.3f}"
+                f"{v['support']:>7}"
+            )
+        lines += [
+            "",
+            f"macro-F1 (classes present): {d['macro_f1']:.3f}",
+            f"macro-F1 (AI vs the rest):  {d['ai_vs_rest_macro_f1']:.3f}",
+        ]
+        if self.unlabelled:
+            seen = ", ".join(f"{n} {c}" for c, n in sorted(self.unlabelled.items()))
+            lines.append(f"flows without ground truth (not generated by the lab): {seen}")
+        q = d["qoe"]
+        if q["streams"]:
+            lines.append(
+                f"QoE on {q['streams']} streaming AI flows: time to first token median |error| "
+                f"{100 * q['ttft_median_abs_rel_error']:.1f} %, tokens/s median |error| "
+                + (
+                    f"{100 * q['tokens_per_s_median_abs_rel_error']:.1f} %"
+                    if q["tokens_per_s_median_abs_rel_error"] is not None
+                    else "n/a"
+                )
+            )
+        return "\n".join(lines)
+
+
+def _truth_rate(request: dict[str, Any]) -> float | None:
+    """Tokens per second from the first token to the last, as the client saw them."""
+    times = [float(t) for t in request.get("token_times_s") or []]
+    if len(times) < 3 or times[-1] <= times[0]:
+        return None
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def evaluate(
+    dataset: Dataset,
+    clf: TrafficClassifier,
+    batch_size: int = 20,
+    learn: bool = True,
+    trained_on: Sequence[str] = (),
+) -> Report:
+    report = Report(dataset.name, clf.names, list(trained_on))
+    n = len(dataset.batch)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        part = dataset.batch.take(idx)
+        result = clf.classify(part)
+        known = dataset.labels[idx] >= 0
+        np.add.at(report.confusion, (dataset.labels[idx][known], result.label[known]), 1)
+        for k in result.label[~known]:
+            report.unlabelled[CLASSES[k]] = report.unlabelled.get(CLASSES[k], 0) + 1
+        for j, i in enumerate(idx):
+            t = dataset.truth[i]
+            if t and t["class"] == "ai-chat-stream" and t.get("requests"):
+                req = t["requests"][0]
+                est_ttft, est_rate = result.qoe["ttft_s"][j], result.qoe["tokens_per_s"][j]
+                if req.get("ttft_s") and np.isfinite(est_ttft):
+                    report.ttft_errors.append(est_ttft / req["ttft_s"] - 1)
+                true_rate = _truth_rate(req)
+                if true_rate and np.isfinite(est_rate):
+                    report.rate_errors.append(est_rate / true_rate - 1)
+        if learn and known.any():
+            clf.learn(result.features[known], dataset.labels[idx][known])
+    report.flows = int((dataset.labels >= 0).sum())
+    return report
+
+
+def run_eval(
+    dataset: Path, train_dirs: Sequence[Path], names: bool, catalog: EndpointCatalog,
+    batch_size: int = 20, seed: int = 42, records: str = "probe",
+    train_records: str | None = None, epochs: int = TRAIN_EPOCHS,
+) -> Report:  # fmt: skip
+    """Learn ``train_dirs`` (their ``train_records``, by default ``records``; ``epochs``
+    passes), then evaluate ``dataset``'s ``records`` test-then-train."""
+    from detectors.classifier import FlowClassifier
+
+    clf = TrafficClassifier(catalog, FlowClassifier(seed=seed), names=names)
+    train(clf, [load_dataset(d, train_records or records) for d in train_dirs], epochs=epochs)
+    data = load_dataset(dataset, records)
+    report = evaluate(data, clf, batch_size, trained_on=[d.name for d in train_dirs])
+    report.records = records
+    return report
