@@ -11,7 +11,7 @@ arrays) and a whole batch descends every tree at once, one numpy step per level.
 learning, only trees whose structure changed are copied again; in the others the leaves the
 learned rows reached are refreshed. The copy reproduces river's
 ``predict_proba_one`` exactly (each tree's leaf distribution, weighted by the tree's running
-accuracy as ARF weighs its votes); ``tests/unit/test_classifier.py`` checks that on random
+accuracy as ARF weighs its votes); ``tests/unit/detectors/test_classifier.py`` checks that on random
 data, so a river upgrade that changes its trees fails there rather than silently here.
 
 The forest's size is bounded. With ``tau`` 0.3 a leaf splits once it has seen about 30 flows,
@@ -201,7 +201,7 @@ class FlowClassifier:
         # even if the runner-up is close. With river's default (0.05) the trees did not split
         # at all on 120 lab flows and predicted one class (test-then-train macro-F1 0.18 on
         # eval-a); 0.5 learned the lab faster but split on noise (0.58 accuracy on the
-        # synthetic rule of tests/unit/test_classifier.py, 0.92 with 0.3). ARF's drift
+        # synthetic rule of tests/unit/detectors/test_classifier.py, 0.92 with 0.3). ARF's drift
         # detectors replace trees whose early splits were poor.
         self.model = forest.ARFClassifier(
             n_models=n_models, seed=seed, leaf_prediction="mc", grace_period=grace_period,

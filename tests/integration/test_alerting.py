@@ -29,7 +29,7 @@ import yaml
 from tests.conftest import free_port
 from tests.kafka_util import produce
 from tests.records import valid_records
-from tests.unit.test_dashboards import concrete
+from tests.unit.deploy.test_dashboards import concrete
 
 pytestmark = pytest.mark.integration
 

@@ -46,7 +46,7 @@ def labelled() -> list[bytes]:
 def test_worker_classifies_learns_from_feedback_and_resumes_its_model(broker, names, start_worker):
     env = {"INFERWATCH_CLASSIFY__CHECKPOINT_SECONDS": "1", "INFERWATCH_CLASSIFY__BOOTSTRAP": "[]",
            # every round of feedback learned, however soon after the last (not the budget's
-           # test: tests/unit/test_classification.py)
+           # test: tests/unit/links/test_classification.py)
            "INFERWATCH_CLASSIFY__LEARN_TIME_SHARE": "1"}  # fmt: skip
     worker = start_worker(env)
     records = [orjson.dumps(r) for r in probe_records()]

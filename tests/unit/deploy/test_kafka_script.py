@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "services" / "kafka" / "kafka.sh"
+SCRIPT = Path(__file__).resolve().parents[3] / "services" / "kafka" / "kafka.sh"
 TOOLS = [
     "bash",
     "cat",

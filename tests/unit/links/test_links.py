@@ -12,7 +12,7 @@ from streams.cli import main
 from streams.errors import ConfigError
 from streams.links.catalog import LinkCatalog
 
-EXAMPLE_LINKS = Path(__file__).parents[2] / "config" / "links.yaml"  # the example make run uses
+EXAMPLE_LINKS = Path(__file__).parents[3] / "config" / "links.yaml"  # the example make run uses
 
 
 def test_shipped_catalog_is_valid():

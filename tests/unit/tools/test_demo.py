@@ -11,7 +11,7 @@ from streams.codecs.decode import BatchDecoder
 from streams.links.catalog import LinkCatalog
 from streams.tools.demo import DemoPlan, DemoTraffic
 
-EXAMPLE_LINKS = Path(__file__).parents[2] / "config" / "links.yaml"
+EXAMPLE_LINKS = Path(__file__).parents[3] / "config" / "links.yaml"
 T0 = 1.8e9
 
 

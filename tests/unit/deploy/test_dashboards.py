@@ -16,7 +16,7 @@ from streams import metrics
 from streams.links import metrics as link_metrics
 from streams.worker import metrics as worker_metrics
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 GRAFANA = ROOT / "config" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 RULES = ROOT / "config" / "prometheus" / "rules" / "inferwatch.rules.yml"

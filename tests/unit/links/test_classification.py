@@ -21,7 +21,7 @@ from streams.links.datasets import load_dataset
 from streams.links.endpoints import DEFAULT_ENDPOINTS_PATH, catalog_from_dict, load_endpoints
 from streams.tools.evaluate import evaluate
 
-RECORDINGS = Path(__file__).parents[2] / "lab" / "recordings"
+RECORDINGS = Path(__file__).parents[3] / "lab" / "recordings"
 BOOTSTRAP = DATA_DIR / "bootstrap"  # the lab's evaluation sets and real non-AI traffic
 EVAL_ABC = ("eval-a-3m", "eval-b-3m", "eval-c-3m")  # chats over TCP only, events of one shape
 

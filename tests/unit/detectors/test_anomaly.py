@@ -19,11 +19,11 @@ from streams.cli import main
 from streams.config import Config
 from streams.tools.anomaly_eval import load_corpus, run_anomaly_eval
 
-NAB_DEV = Path(__file__).resolve().parents[2] / "bench" / "nab-dev"
+NAB_DEV = Path(__file__).resolve().parents[3] / "bench" / "nab-dev"
 # a checkpoint of the detector as it was written in Python (format 6, commit 8ae1175): ten days
 # of five-minute points with a noon peak, saved after 2,000, and the scores that code gave the
 # rest (written by that code; the parameters are small to keep the file small)
-PYTHON_CHECKPOINT = Path(__file__).parent / "data" / "anomaly-format6.pickle"
+PYTHON_CHECKPOINT = Path(__file__).parents[1] / "data" / "anomaly-format6.pickle"
 STD = PROFILES["standard"]
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from streams.config import load_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 INFERWATCH_SERVICES = ("worker", "demo", "dispatcher", "webhook-sink")
 
 

@@ -16,7 +16,7 @@ from lab.traffic import CLASSES, HTTPS_PORT, TELEMETRY_PORT, Scenario
 from streams.codecs.decode import BatchDecoder
 from streams.config import DATA_DIR
 
-ROOT = Path(__file__).parents[2] / "lab" / "recordings"
+ROOT = Path(__file__).parents[3] / "lab" / "recordings"
 BOOTSTRAP = DATA_DIR / "bootstrap"
 DIRS = {p.name: p for r in (ROOT, BOOTSTRAP) for p in r.iterdir() if (p / "manifest.json").exists()}
 RECORDINGS = sorted(DIRS)
