@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.config import Config
 from streams.errors import ServiceError
+from streams.internals import refresh_metadata
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
         if parts:
             break
         await asyncio.sleep(0.1)
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         parts = consumer.partitions_for_topic(topic)
     return [TopicPartition(topic, p) for p in sorted(parts or ())]
 

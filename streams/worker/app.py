@@ -34,6 +34,7 @@ from faust.types import TP
 from detectors.flows import FlowBatch
 from streams.codecs.wire import TICK_KEY, WireError, decode_batch, decode_tick
 from streams.config import Config
+from streams.internals import queued_events, set_fetch_wait
 from streams.kafka import STATE_MESSAGE_BYTES, read_compacted, read_latest
 from streams.links.analysis import Analyzer
 from streams.links.classification import Classification, FeedbackDecoder
@@ -173,7 +174,7 @@ def _waiting(queue: Any, partition: int) -> bool:
     ``partition``. A queue that cannot be looked into holds none: every event is then
     analysed on its own, as Faust delivers it."""
     try:
-        return any(e.message.partition == partition for e in queue._queue)
+        return any(e.message.partition == partition for e in queued_events(queue))
     except (AttributeError, TypeError):
         return False
 
@@ -218,7 +219,7 @@ def _fetch_wait(app: faust.App, ms: int) -> None:
     class Thread(driver.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
-            consumer._fetch_max_wait_ms = ms  # read when the consumer starts its fetcher
+            set_fetch_wait(consumer, ms)
             return consumer
 
     class Consumer(driver.Consumer):

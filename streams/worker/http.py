@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -91,11 +92,10 @@ class HttpService(mode.Service):
         if self.tls is not None:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(*self.tls)
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        family = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((self.host, self.port), family=family)
+        self.port = sock.getsockname()[1]  # the one chosen, when asked for port 0
+        await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
         scheme = "https" if self.tls else "http"
         auth = " (basic auth)" if self._auth_header else ""
         log.info(
