@@ -15,12 +15,16 @@ VENV := .venv
 endif
 PY := $(VENV)/bin/python
 KAFKA := services/kafka/kafka.sh
+# goflow2 for the NetFlow/sFlow service test: the release docker-compose.yml pins, built from
+# the Go module proxy into .cache/bin
+GOFLOW2_VERSION := v2.2.1
+GOFLOW2 := .cache/bin/goflow2
 RUN_PORT ?= 9092
 TEST_PORT ?= 19092
 METRICS_PORT ?= 9108
 
 .PHONY: run test test-long test-latest setup lock lab-setup unit integration lint typecheck kafka-fetch \
-  clean help
+  goflow2 clean help
 
 help:
 	@echo "make run    start a local broker, a worker and endless demo traffic; /metrics on :$(METRICS_PORT)"
@@ -55,6 +59,11 @@ lock:
 
 setup: $(VENV)/.installed kafka-fetch
 
+goflow2: $(GOFLOW2)
+$(GOFLOW2):
+	@command -v go >/dev/null || { echo "go is missing: the goflow2 service test builds goflow2 with it" >&2; exit 1; }
+	GOBIN=$(CURDIR)/.cache/bin go install github.com/netsampler/goflow2/v2/cmd/goflow2@$(GOFLOW2_VERSION)
+
 kafka-fetch:
 	@$(KAFKA) fetch
 
@@ -83,13 +92,13 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(PY) -m pytest -m "not integration" --doctest-modules streams detectors lab tests
 
-integration: setup lab-setup
+integration: setup lab-setup $(GOFLOW2)
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  $(PY) -m pytest -m integration tests
 
 # Every test against a fresh broker, in two lanes beside each other (tests/run_suite.sh): the
 # lab's service tests then the unit tests and doctests, and the other service tests.
-test: setup lab-setup lint typecheck
+test: setup lab-setup $(GOFLOW2) lint typecheck
 	KAFKA_FRESH=1 KAFKA_PORT=$(TEST_PORT) $(KAFKA) run env KAFKA_TEST_BROKER=127.0.0.1:$(TEST_PORT) \
 	  PY=$(PY) tests/run_suite.sh
 

@@ -91,6 +91,10 @@ def test_flows_enter_from_routers_and_from_the_host():
     assert flags["transport"] == "kafka" and flags["transport.kafka.brokers"] == "kafka:9092"
     assert flags["transport.kafka.topic"] == cfg.kafka.topics.raw and flags["format"] == "json"
     assert {"2055:2055/udp", "6343:6343/udp"} <= set(goflow2["ports"])
+    # the release the service test runs natively (tests/integration/test_goflow2_netflow.py)
+    made = dict(ln.split(" := ") for ln in (REPO / "Makefile").read_text().splitlines()
+                if " := " in ln)  # fmt: skip
+    assert goflow2["image"] == f"netsampler/goflow2:{made['GOFLOW2_VERSION']}"
     kafka = services["kafka"]
     env = kafka["environment"]
     assert "HOST://localhost:29092" in env["KAFKA_ADVERTISED_LISTENERS"]
