@@ -144,8 +144,10 @@ async def committed(broker: str, group: str, topic: str) -> int:
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
 
 
-async def ensure_topics(cfg: Config, wait: float = 30.0) -> list[str]:
-    """Create the missing topics; return the names created. Raises ServiceError on failure."""
+async def ensure_topics(cfg: Config, wait: float = 30.0) -> tuple[list[str], int]:
+    """Create the missing topics; return the names created and the replication factor for
+    this cluster (``replication``), which the Faust app's own topics take too. Raises
+    ServiceError on failure."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=cfg.kafka.broker,
         client_id=f"{cfg.kafka.client_id}-admin",
@@ -166,7 +168,7 @@ async def ensure_topics(cfg: Config, wait: float = 30.0) -> list[str]:
             log.info("created topics: %s (replicas %d, min in sync %s)",
                      ", ".join(t.name for t in missing), missing[0].replication_factor,
                      missing[0].topic_configs["min.insync.replicas"])  # fmt: skip
-        return [t.name for t in missing]
+        return [t.name for t in missing], replication(cfg, brokers)[0]
     except KafkaError as exc:
         raise ServiceError(f"cannot create topics on {cfg.kafka.broker}: {exc!r}") from exc
     finally:

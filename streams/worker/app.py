@@ -244,7 +244,11 @@ class WindowsTable(faust.Table[bytes, bytes | None]):
         super()._verify_source_topic_partitions(source_topic)
 
 
-def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.App:
+def build_app(
+    cfg: Config, metrics: IngestMetrics, analyzer: Analyzer, replicas: int = 1
+) -> faust.App:
+    """The Faust app of the analysis stage; its own topics (the windows' changelog) get
+    ``replicas`` replicas, as the worker's other topics on this cluster."""
     k = cfg.kafka
     state_dir = Path(cfg.worker.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -258,7 +262,7 @@ def build_app(cfg: Config, metrics: IngestMetrics, analyzer: Analyzer) -> faust.
         key_serializer="raw",
         consumer_auto_offset_reset="earliest",
         topic_partitions=k.flows_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replicas,
         # its producer also writes the classifier's checkpoints (about 14 MB): the topics
         # limit what they take (the state topics STATE_MESSAGE_BYTES, the others the broker's)
         producer_max_request_size=max(k.max_message_bytes, STATE_MESSAGE_BYTES),

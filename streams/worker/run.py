@@ -41,15 +41,17 @@ from streams.worker.metrics import IngestMetrics, LagCollector
 log = logging.getLogger(__name__)
 
 
-def prepare_topics(cfg: Config, wait_seconds: float = 60.0) -> None:
-    """Create missing topics, waiting up to ``wait_seconds`` for the broker to answer."""
+def prepare_topics(cfg: Config, wait_seconds: float = 60.0) -> int:
+    """Create missing topics, waiting up to ``wait_seconds`` for the broker to answer; the
+    replication factor of the topics on this cluster."""
 
-    async def prepare() -> None:
+    async def prepare() -> int:
         async for attempt in retrying(ServiceError, "topics", log, 1.0, 5.0, wait_seconds):
             with attempt:
-                await ensure_topics(cfg, wait=10.0)
+                return (await ensure_topics(cfg, wait=10.0))[1]
+        raise AssertionError("unreachable: retrying raises its last error")
 
-    asyncio.run(prepare())
+    return asyncio.run(prepare())
 
 
 class _Worker(faust.Worker):
@@ -140,8 +142,9 @@ def run_worker(cfg: Config) -> None:
     """Run a worker until SIGTERM/SIGINT; returns never (exits the process)."""
     check_port(cfg.http.host, cfg.http.port)
     tune_gc(cfg.worker.gc_threshold)
+    replicas = cfg.kafka.replication_factor or 1
     if cfg.kafka.create_topics:
-        prepare_topics(cfg)
+        replicas = prepare_topics(cfg)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the series count for nothing
     registry = worker_registry()
     metrics = IngestMetrics(registry)
@@ -174,7 +177,7 @@ def run_worker(cfg: Config) -> None:
         cfg.analysis, links, LinkMetrics(registry), classification=classification,
         anomalies=anomalies, congestion=congestion, states=states,
     )  # fmt: skip
-    app = build_app(cfg, metrics, analyzer)
+    app = build_app(cfg, metrics, analyzer, replicas)
     ingest = IngestService(cfg, metrics, links)
     LagCollector(ingest.lag, registry)
     http = HttpService(
