@@ -29,6 +29,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.tools.bench import quantile_from_buckets
+
 INFERWATCH = Path(sys.executable).parent / "inferwatch"
 LINK = "lab-uplink"  # where the demo's records go (config/links.yaml)
 
@@ -46,6 +48,7 @@ class Status:
     eta: float | None = None
     open_alerts: list[str] = field(default_factory=list)
     alerts_raised: float = 0.0
+    ttft: dict[float, float] = field(default_factory=dict)  # cumulative buckets, all AI flows
 
     @classmethod
     def parse(cls, text: str) -> Status:
@@ -81,23 +84,28 @@ class Status:
                     )
                 elif name == "inferwatch_link_anomaly_active" and value > 0:
                     s.open_alerts.append(f"anomaly on {labels['link']} ({labels['series']})")
+                elif name == "inferwatch_ai_time_to_first_token_seconds_bucket":
+                    le = float(labels["le"])
+                    s.ttft[le] = s.ttft.get(le, 0.0) + value
                 elif name in events:
                     s.alerts_raised += value if labels.get("status") == "firing" else 0.0
         s.ai_share = ai / total if total else 0.0
         s.ai_flows = ai_flows / flows if flows else 0.0
         return s
 
-    def line(self, rate: float) -> str:
+    def line(self, rate: float, before: Status | None = None) -> str:
         util = f"{self.utilisation:.0%}" if self.utilisation is not None else "-"
         eta = ""
         if self.eta is not None and self.eta < 1e6:
             left = f"{self.eta:.0f} s" if self.eta < 120 else f"{self.eta / 60:.0f} min"
             eta = f", saturates in {left}"
         alerts = "; ".join(self.open_alerts) or "none"
+        p50 = quantile_from_buckets(before.ttft if before else {}, self.ttft, 0.5)
+        ttft = f"  AI first token p50 {p50:.2f} s" if p50 is not None else ""
         return (
             f"{time.strftime('%H:%M:%S')}  {rate:6.1f} records/s  AI {self.ai_flows:4.0%} of flows,"
             f" {self.ai_share:4.0%} of bytes"
-            f"  {LINK} {util}{eta}  open alerts: {alerts}"
+            f"{ttft}  {LINK} {util}{eta}  open alerts: {alerts}"
         )
 
 
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 now = time.monotonic()
                 if status is not None:
                     rate = (status.records - prev_records) / (now - prev_t)
-                    print(status.line(rate), flush=True)
+                    print(status.line(rate, last), flush=True)
                     prev_t, prev_records, last = now, status.records, status
                 next_status = now + args.status_seconds
             time.sleep(0.2)
