@@ -12,6 +12,9 @@ and a summary when it stops. The worker logs warnings and errors only.
 ...     'inferwatch_link_congestion_state{link="l",direction="in"} 2\\n')
 >>> s.records, s.ai_share, s.open_alerts
 (10.0, 0.3, ['congestion critical on l (in)'])
+>>> Status.parse('inferwatch_link_anomaly_active{link="l",series="flows"} 1\\n'
+...     'inferwatch_link_anomaly_active{link="l",series="bytes"} 1\\n').open_alerts
+['anomaly on l (bytes, flows)']
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Status:
     def parse(cls, text: str) -> Status:
         s = cls()
         ai = total = ai_flows = flows = 0.0
+        anomalies: dict[str, list[str]] = {}  # link -> its series with an open anomaly
         events = ("inferwatch_anomaly_events_total", "inferwatch_congestion_events_total")
         ours = {"link": LINK}
         for family in text_string_to_metric_families(text):
@@ -83,12 +87,14 @@ class Status:
                         f"congestion {level} on {labels['link']} ({labels['direction']})"
                     )
                 elif name == "inferwatch_link_anomaly_active" and value > 0:
-                    s.open_alerts.append(f"anomaly on {labels['link']} ({labels['series']})")
+                    anomalies.setdefault(labels["link"], []).append(labels["series"])
                 elif name == "inferwatch_ai_time_to_first_token_seconds_bucket":
                     le = float(labels["le"])
                     s.ttft[le] = s.ttft.get(le, 0.0) + value
                 elif name in events:
                     s.alerts_raised += value if labels.get("status") == "firing" else 0.0
+        s.open_alerts += [f"anomaly on {link} ({', '.join(sorted(series))})"
+                          for link, series in sorted(anomalies.items())]  # fmt: skip
         s.ai_share = ai / total if total else 0.0
         s.ai_flows = ai_flows / flows if flows else 0.0
         return s
