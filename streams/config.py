@@ -18,6 +18,7 @@ streams.errors.ConfigError: INFERWATCH_KAFKA__BROKR: kafka.brokr: Extra inputs a
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -350,15 +351,20 @@ class ReceiverConfig(_Section):
     timeout_seconds: float = Field(10.0, gt=0)
 
     def key(self) -> bytes | None:
-        """The Standard Webhooks signing key ("whsec_" + base64, or raw text)."""
+        """The Standard Webhooks signing key (``signing_key``), or None without a secret."""
         raw = secret(self.secret_file, self.secret)
-        if raw is None:
-            return None
-        if raw.startswith("whsec_"):
-            import base64
+        return signing_key(raw) if raw is not None else None
 
-            return base64.b64decode(raw.removeprefix("whsec_"))
-        return raw.encode()
+
+def signing_key(raw: str) -> bytes:
+    """A Standard Webhooks signing key from its text: "whsec_" + base64, or the text itself.
+
+    >>> signing_key("whsec_a2V5"), signing_key("key")
+    (b'key', b'key')
+    """
+    if raw.startswith("whsec_"):
+        return base64.b64decode(raw.removeprefix("whsec_"))
+    return raw.encode()
 
 
 class DispatchConfig(_Section):

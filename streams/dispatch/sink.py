@@ -12,7 +12,6 @@ points Alertmanager and the dispatcher at it until you point them at your paging
 
 from __future__ import annotations
 
-import base64
 import collections
 import hmac
 import logging
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from streams.config import signing_key
 from streams.dispatch.dispatcher import sign
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,7 @@ def describe(payload: Any, signature: str) -> str:
 
 
 def make_app(secret: str | None = None, keep: int = 100) -> web.Application:
-    key = None
-    if secret:
-        key = base64.b64decode(secret.removeprefix("whsec_")) if secret.startswith("whsec_") \
-            else secret.encode()  # fmt: skip
+    key = signing_key(secret) if secret else None
     seen: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
 
     async def receive(request: web.Request) -> web.Response:

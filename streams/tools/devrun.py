@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.errors import ServiceError
 from streams.tools.bench import quantile_from_buckets
+from streams.worker.http import check_port
 
 INFERWATCH = Path(sys.executable).parent / "inferwatch"
 LINK = "lab-uplink"  # where the demo's records go (config/links.yaml)
@@ -131,16 +132,6 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
     if proc.poll() is not None:
         return
@@ -159,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics-port", type=int, default=9108)
     ap.add_argument("--status-seconds", type=float, default=10.0)
     args = ap.parse_args(argv)
-    if _port_taken(args.metrics_port):
+    try:
+        check_port("127.0.0.1", args.metrics_port)
+    except ServiceError:
         print(
             f"make run: port {args.metrics_port} is taken (another `make run`?); stop it, or "
             f"choose another: make run METRICS_PORT=9109",

@@ -16,9 +16,35 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.errors import ServiceError
+
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], tuple[bool, str]]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6, as the host is)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family)
+
+
+def check_port(host: str, port: int) -> None:
+    """ServiceError in one line when /metrics cannot be served on ``host:port``.
+
+    >>> with socket.create_server(("127.0.0.1", 0)) as taken:
+    ...     check_port("127.0.0.1", taken.getsockname()[1])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streams.errors.ServiceError: cannot serve /metrics on 127.0.0.1:...: Address already in use...
+    """
+    try:
+        listen(host, port).close()
+    except OSError as exc:
+        raise ServiceError(
+            f"cannot serve /metrics on {host}:{port}: {exc.strerror} (another worker? choose "
+            f"another with --metrics-port or INFERWATCH_HTTP__PORT)"
+        ) from exc
 
 
 class HttpService(mode.Service):
@@ -92,8 +118,7 @@ class HttpService(mode.Service):
         if self.tls is not None:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(*self.tls)
-        family = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.create_server((self.host, self.port), family=family)
+        sock = listen(self.host, self.port)
         self.port = sock.getsockname()[1]  # the one chosen, when asked for port 0
         await web.SockSite(self._runner, sock, ssl_context=ssl_context).start()
         scheme = "https" if self.tls else "http"

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 import os
-import socket
 import threading
 from typing import Any
 
@@ -34,7 +33,7 @@ from streams.metrics import worker_registry
 from streams.retry import retrying
 from streams.worker import logs
 from streams.worker.app import build_app
-from streams.worker.http import HttpService
+from streams.worker.http import HttpService, check_port
 from streams.worker.ingest import IngestService
 from streams.worker.metrics import IngestMetrics, LagCollector
 
@@ -117,25 +116,6 @@ def tune_gc(threshold: int) -> None:
     if threshold > 0:
         _, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(threshold, gen1, gen2)
-
-
-def check_port(host: str, port: int) -> None:
-    """ServiceError in one line when /metrics cannot be served on ``host:port``.
-
-    >>> import socket
-    >>> with socket.create_server(("127.0.0.1", 0)) as taken:
-    ...     check_port("127.0.0.1", taken.getsockname()[1])  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    streams.errors.ServiceError: cannot serve /metrics on 127.0.0.1:...: Address already in use...
-    """
-    try:
-        socket.create_server((host, port)).close()
-    except OSError as exc:
-        raise ServiceError(
-            f"cannot serve /metrics on {host}:{port}: {exc.strerror} (another worker? choose "
-            f"another with --metrics-port or INFERWATCH_HTTP__PORT)"
-        ) from exc
 
 
 def run_worker(cfg: Config) -> None:
